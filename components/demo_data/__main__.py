@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ..cli import add_config_arguments, config_from_arguments, load_params
 from .generate import DemoDataConfig, write_demo_dataset
 
 HELP = {
@@ -28,32 +28,20 @@ def parse_config(argv: list[str] | None = None) -> DemoDataConfig:
     parser = argparse.ArgumentParser(
         prog="python -m components.demo_data", description=__doc__.split(":", 1)[1].strip()
     )
-    for field in fields(DemoDataConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "out":
-            parser.add_argument(flag, type=Path, required=True, help=HELP[field.name])
-        else:
-            kind = type(field.default)
-            parser.add_argument(
-                flag,
-                type=kind,
-                default=field.default,
-                metavar=kind.__name__.upper(),
-                help=f"{HELP[field.name]} (default: {field.default})",
-            )
+    parser.add_argument("--params", type=Path, help="a params.yaml whose `demo` section gives defaults")
+    add_config_arguments(parser, DemoDataConfig, HELP)
     args = parser.parse_args(argv)
-    try:
-        return DemoDataConfig(**vars(args))
-    except ValueError as error:
-        parser.error(str(error))
+    return config_from_arguments(parser, args, DemoDataConfig, section=load_params(args.params, "demo"))
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
-    with tqdm(total=config.train_images + config.val_images, unit="img", desc="demo data", file=sys.stderr) as bar:
+    with tqdm(
+        total=config.train_images + config.val_images, unit="img", desc="demo data", file=sys.stderr, mininterval=1.0
+    ) as bar:
         summary = write_demo_dataset(config, progress=bar.update)
     print(json.dumps(summary, indent=2))
-    print(f"demo dataset written to {config.out.resolve()}", file=sys.stderr)
+    print(f"demo dataset written to {Path(config.out).resolve()}", file=sys.stderr)
 
 
 if __name__ == "__main__":
