@@ -1,0 +1,194 @@
+"""Typed configuration of the XMC-GAN networks (ModelConfig) and of the training objective (LossConfig).
+
+Both are frozen dataclasses that validate themselves on construction, round-trip through plain
+dicts (and so JSON), and come in named presets:
+
+    xmcgan-128   the authors' COCO configuration (google-research/xmcgan_image_generation,
+                 configs/coco_xmc.py): 96 base channels in G and D, z 128, attention at 16x16
+    xmcgan-256   the authors' 256x256 architecture branch (same widths, one more block each)
+    cpu-64       a narrow 64x64 model that learns the demo dataset in minutes on 2 CPU cores;
+                 same architecture (attention from 16x16, every loss on), fewer channels and a
+                 cheaper VGG loss (smaller input, shallower layer), sized by benchmarks/bench_model.py
+
+The text width `text_dim` is not part of a preset: it is the encoder's (`TextEncoder.dim`),
+set with `config.replace(text_dim=encoder.dim)` before the networks are built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Self
+
+# Layers of VGG-19 whose outputs the image-image loss may use (conv outputs are taken after ReLU).
+VGG_LAYERS = tuple(
+    f"block{block}_{kind}"
+    for block, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+    for kind in [f"relu{i}" for i in range(1, convs + 1)] + ["pool"]
+)
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+class _DictMixin:
+    """to_dict / from_dict / replace for a frozen dataclass whose tuple fields travel as JSON lists."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        known = {f.name: f for f in fields(cls)}
+        if unknown := sorted(set(values) - set(known)):
+            raise ValueError(f"{cls.__name__}: unknown options {unknown}; known options are {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> Self:
+        known = {f.name for f in fields(self)}
+        if unknown := sorted(set(changes) - known):
+            raise ValueError(f"{type(self).__name__}: unknown options {unknown}; known options are {sorted(known)}")
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_DictMixin):
+    """Architecture of the generator and discriminator.
+
+    Channel widths are multiples of a base width, as in the authors' code: generator block i
+    outputs `g_base * g_channels[i]` channels, one block per doubling from 4x4 to the image size;
+    discriminator block i outputs `d_base * d_channels[i]`: an input block, one block per halving
+    down to 4x4, and a last block at 4x4.
+    """
+
+    image_size: int = 128
+    z_dim: int = 128
+    text_dim: int | None = None  # the text encoder's width; required to build the networks
+    g_base: int = 96
+    g_channels: tuple[int, ...] = (16, 8, 4, 2, 1)
+    d_base: int = 96
+    d_channels: tuple[int, ...] = (1, 2, 4, 8, 16, 16)
+    attention_size: int = 16  # resolution of G's word-region attention and of D's region features
+    attention_gamma: float = 15.0  # sharpening of G's word-region softmax
+    sync_batch_stats: bool = False  # all-reduce G's batch-norm statistics across processes
+    bn_momentum: float = 0.1  # torch convention: running = (1 - m) * running + m * batch (flax 0.9)
+    bn_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.image_size, int) and _is_power_of_two(self.image_size) and self.image_size >= 16):
+            problems.append(f"image_size must be a power of two >= 16, got {self.image_size!r}")
+        else:
+            doublings = int(math.log2(self.image_size // 4))
+            if len(self.g_channels) != doublings:
+                problems.append(
+                    f"g_channels needs one entry per doubling from 4 to {self.image_size} ({doublings}), "
+                    f"got {len(self.g_channels)}: {list(self.g_channels)}"
+                )
+            if len(self.d_channels) != doublings + 1:
+                problems.append(
+                    f"d_channels needs {doublings + 1} entries for {self.image_size}x{self.image_size} "
+                    f"(input block, {doublings - 1} down-sampling blocks, a 4x4 block), got {len(self.d_channels)}"
+                )
+            if not (_is_power_of_two(self.attention_size) and 8 <= self.attention_size <= self.image_size // 2):
+                problems.append(
+                    f"attention_size must be a power of two in [8, image_size / 2 = {self.image_size // 2}], "
+                    f"got {self.attention_size!r}"
+                )
+        for name in ("z_dim", "g_base", "d_base"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.text_dim is not None and not (isinstance(self.text_dim, int) and self.text_dim > 0):
+            problems.append(f"text_dim must be a positive integer (the text encoder's width), got {self.text_dim!r}")
+        for name in ("g_channels", "d_channels"):
+            if not all(isinstance(c, int) and c > 0 for c in getattr(self, name)):
+                problems.append(f"{name} must hold positive integers, got {list(getattr(self, name))}")
+        if not self.attention_gamma > 0:
+            problems.append(f"attention_gamma must be positive, got {self.attention_gamma!r}")
+        if not 0.0 < self.bn_momentum <= 1.0 or not self.bn_eps > 0:
+            problems.append(f"bn_momentum must be in (0, 1] and bn_eps positive, got {self.bn_momentum}, {self.bn_eps}")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    def require_text_dim(self) -> int:
+        if self.text_dim is None:
+            raise ValueError(
+                "model config has no text_dim: set it from the encoder, config.replace(text_dim=encoder.dim)"
+            )
+        return self.text_dim
+
+
+@dataclass(frozen=True)
+class LossConfig(_DictMixin):
+    """The XMC-GAN objective: per-term weights (0 switches a term off), InfoNCE temperature,
+    the word-region loss's gammas (AttnGAN's gamma1..3), the VGG loss's cost knobs, and whether
+    contrastive negatives come from the whole distributed batch."""
+
+    adversarial_weight: float = 1.0  # hinge loss
+    sentence_weight: float = 1.0  # image-sentence contrastive (D's pooled features vs projected sentence)
+    word_weight: float = 1.0  # region-word contrastive (D's 16x16 region features vs word embeddings)
+    image_weight: float = 1.0  # fake-real image contrastive on D's pooled features
+    vgg_weight: float = 1.0  # fake-real image contrastive on frozen VGG-19 features
+    temperature: float = 0.1
+    word_gamma1: float = 5.0  # sharpening of the attention of each word over regions
+    word_gamma2: float = 5.0  # aggregation of word-context similarities (log-sum-exp)
+    word_gamma3: float = 50.0  # scale of the caption-image matching score
+    vgg_layer: str = "block5_pool"
+    vgg_input_size: int | None = None  # None: the image size; images are resized bilinearly to it
+    gather_negatives: bool = False  # negatives from every process's batch (default: local batch, as the authors)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("adversarial_weight", "sentence_weight", "word_weight", "image_weight", "vgg_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a finite number >= 0 (0 switches the loss off), got {value!r}")
+        for name in ("temperature", "word_gamma1", "word_gamma2", "word_gamma3"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a positive number, got {value!r}")
+        if self.vgg_layer not in VGG_LAYERS:
+            problems.append(f"vgg_layer must be one of {list(VGG_LAYERS)}, got {self.vgg_layer!r}")
+        else:
+            pools = int(self.vgg_layer[5]) - (0 if self.vgg_layer.endswith("pool") else 1)
+            multiple = 2**pools
+            size = self.vgg_input_size
+            if size is not None and not (isinstance(size, int) and size >= multiple and size % multiple == 0):
+                problems.append(
+                    f"vgg_input_size must be None or a positive multiple of {multiple} (the {pools} poolings "
+                    f"before {self.vgg_layer}), got {size!r}"
+                )
+        if problems:
+            raise ValueError("invalid loss config: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: ModelConfig
+    loss: LossConfig = field(default_factory=LossConfig)
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "xmcgan-128": Preset(
+        ModelConfig(image_size=128),
+        description="authors' COCO configuration (paper: FID 9.33 on COCO-14)",
+    ),
+    "xmcgan-256": Preset(
+        ModelConfig(image_size=256, g_channels=(16, 8, 8, 4, 2, 1), d_channels=(1, 2, 4, 8, 8, 16, 16)),
+        description="authors' 256x256 architecture (reported not to converge by users of their code)",
+    ),
+    "cpu-64": Preset(
+        ModelConfig(image_size=64, g_base=32, g_channels=(8, 4, 2, 1), d_base=32, d_channels=(1, 2, 4, 8, 8)),
+        LossConfig(vgg_layer="block3_pool", vgg_input_size=32),
+        description="narrow 64x64 model for the demo on 2 CPU cores (sized by benchmarks/bench_model.py)",
+    ),
+}
+
+
+def preset(name: str, **model_overrides: Any) -> tuple[ModelConfig, LossConfig]:
+    """The (model, loss) configuration pair of a named preset, with model fields overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].model.replace(**model_overrides), PRESETS[name].loss
