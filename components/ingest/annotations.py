@@ -1,0 +1,341 @@
+"""Annotation files: finding them, parsing them, checking every record.
+
+Sources, their published file names, and where their images are (relative to the input root):
+
+    coco            annotations/captions_{train,val}{2014,2017}.json          {split}{year}/<file_name>
+    ln_coco         annotations/coco_{train,val}_localized_narratives[-k-of-n].jsonl
+                                                                              {split}2017/<12-digit id>.jpg
+    ln_open_images  annotations/open_images_{train,validation}[_v6]_localized_narratives[-k-of-n].jsonl
+                                                                              open_images/{split}/<id>.jpg
+
+`{split}` is the word in the annotation file's name. Functions here are pure (bytes in, objects out)
+so that the Beam pipeline and a plain loop share them; a bad record raises or yields `Rejected`
+details, never stops a file.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from .images import Rejected
+
+ANNOTATION_FILES = {
+    "coco": re.compile(r"captions_(?P<split>train|val)(?P<year>\d{4})\.json"),
+    "ln_coco": re.compile(r"coco_(?P<split>train|val)_localized_narratives(?:-\d+-of-\d+)?\.jsonl"),
+    "ln_open_images": re.compile(
+        r"open_images_(?P<split>train|validation|val|test)(?:_v\d+)?_localized_narratives(?:-\d+-of-\d+)?\.jsonl"
+    ),
+}
+SPLIT_OF_WORD = {"train": "train", "val": "val", "validation": "val"}  # Open Images "test" has no split here
+DEFAULT_IMAGE_DIRS = {"coco": "{split}{year}", "ln_coco": "{split}2017", "ln_open_images": "open_images/{split}"}
+IMAGE_ID_PATTERNS = {"ln_coco": re.compile(r"\d{1,12}"), "ln_open_images": re.compile(r"[0-9A-Za-z_-]{1,64}")}
+PLAIN_FILE_NAME = re.compile(r"[^/\\]+")  # no folders, so a record cannot point outside its image folder
+PREVIEW_CHARS = 300
+
+
+@dataclass(frozen=True)
+class AnnotationFile:
+    source: str
+    split: str  # "train" | "val"
+    path: str  # the annotation file
+    image_dir: str  # the folder its images are in
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One image with all its captions, before its file is read."""
+
+    source: str
+    split: str
+    image_id: str
+    file_name: str
+    image_path: str
+    captions: tuple[str, ...]
+    location: str  # where the image was declared: "<file> images[i]" or "<file>:<line>"
+
+
+@dataclass(frozen=True)
+class Narrative:
+    """One parsed Localized Narratives line."""
+
+    source: str
+    split: str
+    image_id: str
+    annotator_id: int | None
+    caption: str
+    image_dir: str
+    path: str
+    line: int
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A rejected input: what it was, where it came from, the stage that refused it and why."""
+
+    source: str
+    split: str
+    stage: str  # parse | schema | caption | duplicate | join | read | size | decode
+    reason: str
+    location: str
+    record: dict
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, default=str)
+
+
+def preview(value, limit: int = PREVIEW_CHARS):
+    """A JSON-able copy of a record for the dead-letter file, long strings cut to `limit` characters."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"... [{len(value)} characters]"
+    if isinstance(value, dict):
+        return {str(k): preview(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [preview(v, limit) for v in value[:20]] + ([f"... [{len(value)} items]"] if len(value) > 20 else [])
+    if isinstance(value, bytes):
+        return preview(value.decode("utf-8", errors="backslashreplace"), limit)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the files.
+
+
+def annotation_file(source: str, path: str, *, input_root: str, image_dirs: dict[str, str]) -> AnnotationFile | None:
+    """The annotation file at `path` if its name is one of `source`'s published names (and a usable split)."""
+    match = ANNOTATION_FILES[source].fullmatch(posixpath.basename(path))
+    if not match or match["split"] not in SPLIT_OF_WORD:
+        return None
+    template = image_dirs.get(source, DEFAULT_IMAGE_DIRS[source])
+    image_dir = template.format(split=match["split"], year=match.groupdict().get("year") or "")
+    return AnnotationFile(source, SPLIT_OF_WORD[match["split"]], path, posixpath.join(input_root, image_dir))
+
+
+def coco_year(path: str) -> int:
+    return int(ANNOTATION_FILES["coco"].fullmatch(posixpath.basename(path))["year"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking values.
+
+
+def type_problems(record: dict, expected: dict[str, type]) -> list[str]:
+    """What is missing or of the wrong type in `record` (bool is not accepted as an int)."""
+    problems = []
+    for key, kind in expected.items():
+        if key not in record:
+            problems.append(f"missing key {key!r}")
+        elif not isinstance(record[key], kind) or (kind is int and isinstance(record[key], bool)):
+            problems.append(f"{key!r} is {type(record[key]).__name__}, expected {kind.__name__}")
+    return problems
+
+
+def clean_caption(text: str, *, max_chars: int) -> str:
+    """Whitespace runs (newlines, tabs) become one space; empty or over-long captions are rejected."""
+    cleaned = " ".join(text.split())
+    if not cleaned:
+        raise Rejected("caption", "empty caption" if not text else "caption is only whitespace")
+    if len(cleaned) > max_chars:
+        raise Rejected("caption", f"caption of {len(cleaned)} characters exceeds max_caption_chars={max_chars}")
+    return cleaned
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO captions JSON: one file holds the split's image list and its captions.
+
+Counts = Counter  # (unit, outcome) -> n for one source and split; unit: files | annotations | images
+
+
+def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> tuple[list, list, Counts]:
+    """A COCO captions file -> (candidates, dead letters, counts). Keeps the first of duplicated ids."""
+    candidates: list[Candidate] = []
+    dead: list[DeadLetter] = []
+    counts: Counts = Counter({("files", "in"): 1})
+
+    def reject(stage: str, reason: str, location: str, record) -> None:
+        dead.append(DeadLetter(file.source, file.split, stage, reason, location, preview(record)))
+
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        reject("parse", f"not a valid JSON file: {error}", file.path, {"path": file.path})
+        return [], dead, counts + Counter({("files", "rejected"): 1})
+    if not isinstance(document, dict):
+        shape = ["the top level must be an object"]
+    else:
+        shape = [
+            f"{key!r} must be a list" for key in ("images", "annotations") if not isinstance(document.get(key), list)
+        ]
+    if shape:
+        reject("schema", "not a COCO captions file: " + "; ".join(shape), file.path, {"path": file.path})
+        return [], dead, counts + Counter({("files", "rejected"): 1})
+    counts[("files", "parsed")] = 1
+
+    images: dict[int, tuple[int, dict]] = {}  # id -> (index in the list, entry), first entry wins
+    owner_of_file: dict[str, int] = {}
+    rejected_images: dict[int, str] = {}
+    for index, entry in enumerate(document["images"]):
+        where = f"{file.path} images[{index}]"
+        counts[("images", "in")] += 1
+        problems = type_problems(entry, {"id": int, "file_name": str}) if isinstance(entry, dict) else ["not an object"]
+        if not problems and not PLAIN_FILE_NAME.fullmatch(entry["file_name"]):
+            problems = [f"file_name {entry['file_name']!r} is not a plain file name"]
+        if problems:
+            reason = "image entry: " + "; ".join(problems)
+            if isinstance(entry, dict) and isinstance(entry.get("id"), int):
+                rejected_images.setdefault(entry["id"], reason)
+        elif entry["id"] in images:
+            reason = f"image id {entry['id']} listed again (first at images[{images[entry['id']][0]}]); first kept"
+        elif entry["file_name"] in owner_of_file:
+            reason = f"file {entry['file_name']} already belongs to image id {owner_of_file[entry['file_name']]}"
+            rejected_images.setdefault(entry["id"], reason)
+        else:
+            images[entry["id"]] = (index, entry)
+            owner_of_file[entry["file_name"]] = entry["id"]
+            continue
+        counts[("images", "rejected")] += 1
+        stage = "schema" if problems else "duplicate"
+        reject(stage, reason, where, entry)
+
+    captions: dict[int, list[str]] = {}
+    first_annotation: dict[int, int] = {}
+    for index, annotation in enumerate(document["annotations"]):
+        where = f"{file.path} annotations[{index}]"
+        counts[("annotations", "in")] += 1
+        try:
+            problems = (
+                type_problems(annotation, {"id": int, "image_id": int, "caption": str})
+                if isinstance(annotation, dict)
+                else ["not an object"]
+            )
+            if problems:
+                raise Rejected("schema", "annotation: " + "; ".join(problems))
+            annotation_id, image_id = annotation["id"], annotation["image_id"]
+            if annotation_id in first_annotation:
+                raise Rejected(
+                    "duplicate",
+                    f"annotation id {annotation_id} repeated (first at annotations[{first_annotation[annotation_id]}])",
+                )
+            first_annotation[annotation_id] = index
+            if image_id not in images:
+                raise Rejected(
+                    "join",
+                    f"image id {image_id} was rejected: {rejected_images[image_id]}"
+                    if image_id in rejected_images
+                    else f"image id {image_id} is not in the file's images list",
+                )
+            captions.setdefault(image_id, []).append(clean_caption(annotation["caption"], max_chars=max_caption_chars))
+        except Rejected as rejected:
+            counts[("annotations", "rejected")] += 1
+            reject(rejected.stage, rejected.reason, where, annotation)
+
+    for image_id, (index, entry) in images.items():
+        where = f"{file.path} images[{index}]"
+        if image_id not in captions:
+            counts[("images", "rejected")] += 1
+            reject("join", f"image id {image_id} has no valid caption", where, entry)
+            continue
+        candidates.append(
+            Candidate(
+                source=file.source,
+                split=file.split,
+                image_id=str(image_id),
+                file_name=entry["file_name"],
+                image_path=posixpath.join(file.image_dir, entry["file_name"]),
+                captions=tuple(captions[image_id]),
+                location=where,
+            )
+        )
+    return candidates, dead, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Localized Narratives JSONL: one narrative per line; an image may have several (one per annotator).
+
+
+def parse_narrative(raw: bytes, file: AnnotationFile, *, line: int, max_caption_chars: int) -> Narrative:
+    """One JSONL line -> a Narrative; raises Rejected naming what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Rejected("parse", f"not UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from error
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise Rejected("parse", f"invalid JSON: {error}") from error
+    if not isinstance(record, dict):
+        raise Rejected("schema", f"a narrative must be a JSON object, got {type(record).__name__}")
+    problems = type_problems(record, {"image_id": str, "caption": str})
+    annotator = record.get("annotator_id")
+    if annotator is not None and (not isinstance(annotator, int) or isinstance(annotator, bool)):
+        problems.append(f"'annotator_id' is {type(annotator).__name__}, expected int")
+    if problems:
+        raise Rejected("schema", "narrative: " + "; ".join(problems))
+    if not IMAGE_ID_PATTERNS[file.source].fullmatch(record["image_id"]):
+        raise Rejected("schema", f"image_id {record['image_id']!r} is not a {file.source} image id")
+    return Narrative(
+        source=file.source,
+        split=file.split,
+        image_id=record["image_id"],
+        annotator_id=annotator,
+        caption=clean_caption(record["caption"], max_chars=max_caption_chars),
+        image_dir=file.image_dir,
+        path=file.path,
+        line=line,
+    )
+
+
+def narrative_file_name(source: str, image_id: str) -> str:
+    """LN-COCO names COCO 2017 images by their zero-padded id; Open Images by the id itself."""
+    return f"{int(image_id):012d}.jpg" if source == "ln_coco" else f"{image_id}.jpg"
+
+
+def gather_narratives(narratives: list[Narrative]) -> tuple[Candidate, list[DeadLetter]]:
+    """All narratives of one image -> its candidate (file order) and the exact repeats it dropped."""
+    ordered = sorted(narratives, key=lambda n: (n.path, n.line))
+    first = ordered[0]
+    seen: dict[tuple, Narrative] = {}
+    dead = []
+    for narrative in ordered:
+        key = (narrative.annotator_id, narrative.caption)
+        if key in seen:
+            reason = f"same narrative as {seen[key].location} (annotator {narrative.annotator_id}); first kept"
+            dead.append(
+                DeadLetter(
+                    narrative.source,
+                    narrative.split,
+                    "duplicate",
+                    reason,
+                    narrative.location,
+                    preview({"image_id": narrative.image_id, "caption": narrative.caption}),
+                )
+            )
+        else:
+            seen[key] = narrative
+    file_name = narrative_file_name(first.source, first.image_id)
+    candidate = Candidate(
+        source=first.source,
+        split=first.split,
+        image_id=first.image_id,
+        file_name=file_name,
+        image_path=posixpath.join(first.image_dir, file_name),
+        captions=tuple(n.caption for n in seen.values()),
+        location=first.location,
+    )
+    return candidate, dead
+
+
+def iter_lines(stream) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, bytes without the line ending) for each non-blank line of a binary stream."""
+    for number, raw in enumerate(stream, 1):
+        raw = raw.rstrip(b"\r\n")
+        if raw.strip():
+            yield number, raw

@@ -1,0 +1,357 @@
+"""The ingest pipeline (Apache Beam): annotation files + images -> sharded Parquet records.
+
+    annotation files --parse--> candidates (an image and all its captions) --read, decode, resize,
+    encode--> records/<source>/<split>/part-*.parquet       (model.data.RECORD_SCHEMA)
+    every rejected input ----> dead_letter/<source>/part-*.jsonl   ({source, split, stage, reason,
+                                                                    location, record})
+    counts ------------------> counts/<source>.json  (per split and unit: in = written + rejected)
+
+COCO files are parsed whole (the image list and captions live in one JSON); Localized Narratives
+lines are parsed one by one and grouped by image. A Reshuffle before the image work spreads it
+over workers on distributed runners.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+from collections import Counter
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from model.data import RECORD_SCHEMA, records_dir
+
+from .annotations import (
+    AnnotationFile,
+    Candidate,
+    DeadLetter,
+    annotation_file,
+    coco_year,
+    gather_narratives,
+    iter_lines,
+    parse_coco,
+    parse_narrative,
+    preview,
+)
+from .beam_io import (
+    CountsToFile,
+    counts_path,
+    dead_letter_dir,
+    pipeline_options,
+    read_counts,
+    remove,
+    scratch_path,
+    write_json,
+)
+from .config import IngestConfig
+from .images import ImageSettings, Rejected, process_image
+
+log = logging.getLogger(__name__)
+DEAD, COUNTS = "dead", "counts"
+# Records per Parquet row group (~1 MB of 128 px PNGs). WriteToParquet deals row groups round-robin to the
+# shards, so small groups also spread small splits over all shards.
+ROWS_PER_ROW_GROUP = 32
+PROGRESS_EVERY = 500  # images between progress lines, per worker
+
+
+def discover(config: IngestConfig) -> list[AnnotationFile]:
+    """The annotation files of the configured sources under <input_root>/annotations, by published name."""
+    folder = posixpath.join(config.input_root, "annotations")
+    matched = FileSystems.match([posixpath.join(folder, "*")])[0].metadata_list
+    paths = sorted(m.path for m in matched)
+    files = []
+    for source in config.sources:
+        found = [
+            f
+            for path in paths
+            if (f := annotation_file(source, path, input_root=config.input_root, image_dirs=config.image_dirs))
+        ]
+        if source == "coco":
+            years = sorted({coco_year(f.path) for f in found})
+            if config.coco_year is not None:
+                found = [f for f in found if coco_year(f.path) == config.coco_year]
+            elif len(years) > 1:
+                raise ValueError(f"COCO caption files of several years {years} in {folder}: set coco_year to one")
+        if not found:
+            raise FileNotFoundError(
+                f"no {source} annotation files in {folder} (looked for names like "
+                f"{_EXAMPLE_NAMES[source]}; found {[posixpath.basename(p) for p in paths]})"
+            )
+        files.extend(found)
+    return files
+
+
+_EXAMPLE_NAMES = {
+    "coco": "captions_train2017.json",
+    "ln_coco": "coco_train_localized_narratives.jsonl",
+    "ln_open_images": "open_images_train_v6_localized_narratives-00000-of-00010.jsonl",
+}
+
+
+def _count(source: str, split: str, unit: str, outcome: str, n: int = 1):
+    return beam.pvalue.TaggedOutput(COUNTS, ((source, split, unit, outcome), n))
+
+
+def _dead(letter: DeadLetter):
+    Metrics.counter("ingest", f"rejected_{letter.stage}").inc()
+    return beam.pvalue.TaggedOutput(DEAD, letter)
+
+
+class ParseCocoFile(beam.DoFn):
+    def __init__(self, max_caption_chars: int):
+        self.max_caption_chars = max_caption_chars
+
+    def process(self, file: AnnotationFile):
+        try:
+            with FileSystems.open(file.path) as stream:
+                data = stream.read()
+        except OSError as error:
+            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.path, {}))
+            yield _count(file.source, file.split, "files", "in")
+            yield _count(file.source, file.split, "files", "rejected")
+            return
+        candidates, dead, counts = parse_coco(data, file, max_caption_chars=self.max_caption_chars)
+        log.info("%s: %d images with captions, %d rejected records", file.path, len(candidates), len(dead))
+        yield from candidates
+        for letter in dead:
+            yield _dead(letter)
+        for (unit, outcome), n in counts.items():
+            yield _count(file.source, file.split, unit, outcome, n)
+
+
+class ReadNarratives(beam.DoFn):
+    """A Localized Narratives JSONL file -> ((source, split, image_id), Narrative) per good line."""
+
+    def __init__(self, max_caption_chars: int):
+        self.max_caption_chars = max_caption_chars
+
+    def process(self, file: AnnotationFile):
+        counts = Counter()
+        try:
+            with FileSystems.open(file.path) as stream:
+                for line, raw in iter_lines(stream):
+                    counts["in"] += 1
+                    try:
+                        narrative = parse_narrative(raw, file, line=line, max_caption_chars=self.max_caption_chars)
+                    except Rejected as rejected:
+                        counts["rejected"] += 1
+                        location = f"{file.path}:{line}"
+                        yield _dead(
+                            DeadLetter(file.source, file.split, rejected.stage, rejected.reason, location, preview(raw))
+                        )
+                        continue
+                    yield (file.source, file.split, narrative.image_id), narrative
+        except OSError as error:  # unreadable mid-way: the lines read so far stand, the file is reported
+            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.path, {}))
+            yield _count(file.source, file.split, "files", "in")
+            yield _count(file.source, file.split, "files", "rejected")
+        else:
+            yield _count(file.source, file.split, "files", "in")
+            yield _count(file.source, file.split, "files", "parsed")
+        log.info("%s: %d narratives, %d rejected", file.path, counts["in"] - counts["rejected"], counts["rejected"])
+        for outcome, n in counts.items():
+            yield _count(file.source, file.split, "annotations", outcome, n)
+
+
+class GatherNarratives(beam.DoFn):
+    def process(self, keyed):
+        (source, split, _), narratives = keyed
+        candidate, dead = gather_narratives(list(narratives))
+        yield candidate
+        yield _count(source, split, "images", "in")
+        for letter in dead:
+            yield _dead(letter)
+        if dead:
+            yield _count(source, split, "annotations", "rejected", len(dead))
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with FileSystems.open(path) as stream:
+            return stream.read()
+    except FileNotFoundError as error:
+        raise Rejected("read", f"image file not found: {path}") from error
+    except OSError as error:  # Beam wraps some filesystems' errors in BeamIOError (an OSError)
+        if not FileSystems.exists(path):
+            raise Rejected("read", f"image file not found: {path}") from error
+        raise Rejected("read", f"cannot read image file {path}: {error}") from error
+
+
+class ProcessImage(beam.DoFn):
+    """A candidate -> a record dict (RECORD_SCHEMA); unusable images go to the dead letters with their captions."""
+
+    def __init__(self, settings: ImageSettings):
+        self.settings = settings
+
+    def setup(self):
+        self.done = 0
+
+    def process(self, candidate: Candidate):
+        c = candidate
+        try:
+            image = process_image(read_bytes(c.image_path), settings=self.settings)
+        except Rejected as rejected:
+            record = {"image_id": c.image_id, "image_path": c.image_path, "captions": list(c.captions)}
+            yield _dead(DeadLetter(c.source, c.split, rejected.stage, rejected.reason, c.location, preview(record)))
+            yield _count(c.source, c.split, "images", "rejected")
+            yield _count(c.source, c.split, "annotations", "rejected", len(c.captions))
+            return
+        Metrics.counter("ingest", "images_written").inc()
+        self.done += 1
+        if self.done % PROGRESS_EVERY == 0:
+            log.info("ingest: %d images processed by this worker", self.done)
+        yield {
+            "image_id": c.image_id,
+            "source": c.source,
+            "split": c.split,
+            "file_name": c.file_name,
+            "image": image.png,
+            "width": image.width,
+            "height": image.height,
+            "original_width": image.original_width,
+            "original_height": image.original_height,
+            "captions": list(c.captions),
+        }
+        yield _count(c.source, c.split, "images", "written")
+        yield _count(c.source, c.split, "annotations", "written", len(c.captions))
+
+
+def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationFile], counts_file: str) -> None:
+    """Add the ingest transforms for `files` to `pipeline`."""
+    coco = [f for f in files if f.source == "coco"]
+    narrative_files = [f for f in files if f.source != "coco"]
+    candidates, dead, counts = [], [], []
+    if coco:
+        parsed = (
+            pipeline
+            | "COCO files" >> beam.Create(coco)
+            | "Parse COCO" >> beam.ParDo(ParseCocoFile(config.max_caption_chars)).with_outputs(DEAD, COUNTS, main="ok")
+        )
+        candidates.append(parsed.ok)
+        dead.append(parsed[DEAD])
+        counts.append(parsed[COUNTS])
+    if narrative_files:
+        read = (
+            pipeline
+            | "LN files" >> beam.Create(narrative_files)
+            | "Read LN" >> beam.ParDo(ReadNarratives(config.max_caption_chars)).with_outputs(DEAD, COUNTS, main="ok")
+        )
+        gathered = (
+            read.ok
+            | "Group LN by image" >> beam.GroupByKey()
+            | "Gather LN" >> beam.ParDo(GatherNarratives()).with_outputs(DEAD, COUNTS, main="ok")
+        )
+        candidates.append(gathered.ok)
+        dead.extend([read[DEAD], gathered[DEAD]])
+        counts.extend([read[COUNTS], gathered[COUNTS]])
+
+    processed = (
+        candidates
+        | "All candidates" >> beam.Flatten()
+        | "Spread" >> beam.Reshuffle()
+        | "Process images" >> beam.ParDo(ProcessImage(config.image_settings)).with_outputs(DEAD, COUNTS, main="ok")
+    )
+    dead.append(processed[DEAD])
+    counts.append(processed[COUNTS])
+
+    pairs = sorted({(f.source, f.split) for f in files})
+    by_pair = processed.ok | "By source and split" >> beam.Partition(
+        lambda record, n: pairs.index((record["source"], record["split"])), len(pairs)
+    )
+    for (source, split), records in zip(pairs, by_pair, strict=True):
+        _ = records | f"Write {source} {split}" >> beam.io.WriteToParquet(
+            posixpath.join(records_dir(config.output_root, source, split), "part"),
+            RECORD_SCHEMA,
+            row_group_buffer_size=1,  # a row group every ROWS_PER_ROW_GROUP records, whatever their size
+            record_batch_size=ROWS_PER_ROW_GROUP,
+            file_name_suffix=".parquet",
+            num_shards=config.shards,
+        )
+
+    sources = list(config.sources)
+    by_source = (
+        dead
+        | "All dead letters" >> beam.Flatten()
+        | "Dead by source" >> beam.Partition(lambda letter, n: sources.index(letter.source), len(sources))
+    )
+    for source, letters in zip(sources, by_source, strict=True):
+        _ = (
+            letters
+            | f"Dead {source} to JSON" >> beam.Map(DeadLetter.to_json)
+            | f"Write dead {source}"
+            >> beam.io.WriteToText(
+                posixpath.join(dead_letter_dir(config.output_root, source), "part"),
+                file_name_suffix=".jsonl",
+                num_shards=1,  # one file, written even when empty: the output always exists
+            )
+        )
+    _ = counts | "All counts" >> beam.Flatten() | "Counts" >> CountsToFile(counts_file)
+
+
+def summarise(totals: dict[tuple, int], config: IngestConfig, files: list[AnnotationFile]) -> dict[str, dict]:
+    """Per source: the settings records were made with, and per split and unit the counts, checked to add up."""
+    summaries = {}
+    for source in config.sources:
+        splits = {}
+        for split in sorted({f.split for f in files if f.source == source}):
+
+            def unit(name: str, ok: str, s=source, sp=split) -> dict:
+                return {outcome: totals.get((s, sp, name, outcome), 0) for outcome in ("in", ok, "rejected")}
+
+            splits[split] = {
+                "files": unit("files", "parsed"),
+                "annotations": unit("annotations", "written"),
+                "images": unit("images", "written"),
+            }
+            for name, counted in splits[split].items():
+                values = list(counted.values())
+                if values[0] != values[1] + values[2]:
+                    raise RuntimeError(f"ingest counts do not add up for {source}/{split}/{name}: {counted}")
+        summaries[source] = {
+            "source": source,
+            "input_root": config.input_root,
+            "annotation_files": [f.path for f in files if f.source == source],
+            "image": {
+                "format": "PNG",
+                "mode": "RGB",
+                "size": config.image_size,
+                "resize": config.resize,
+                "min_side": config.min_image_side,
+                "max_pixels": config.max_image_pixels,
+            },
+            "max_caption_chars": config.max_caption_chars,
+            "splits": splits,
+        }
+    return summaries
+
+
+def run_ingest(*, config: IngestConfig) -> dict:
+    """Run the pipeline; write records, dead letters and counts; return {"sources": {source: counts}, ...}."""
+    started = time.perf_counter()
+    files = discover(config)
+    for source in config.sources:
+        remove(
+            [
+                posixpath.join(config.output_root, "records", source),
+                dead_letter_dir(config.output_root, source),
+                counts_path(config.output_root, source),
+            ]
+        )
+    counts_file = scratch_path(config.output_root, "ingest-counts")
+    pipeline = beam.Pipeline(options=pipeline_options(config.runner, config.beam_args))
+    build(pipeline, config, files, counts_file)
+    state = pipeline.run().wait_until_finish()
+    if state != "DONE":
+        raise RuntimeError(f"ingest pipeline ended in state {state}")
+    summaries = summarise(read_counts(counts_file), config, files)
+    for source, summary in summaries.items():
+        write_json(counts_path(config.output_root, source), summary)
+    seconds = time.perf_counter() - started
+    images = {
+        outcome: sum(s["images"][outcome] for summary in summaries.values() for s in summary["splits"].values())
+        for outcome in ("in", "written", "rejected")
+    }
+    return {"output_root": config.output_root, "seconds": round(seconds, 3), "images": images, "sources": summaries}
