@@ -1,0 +1,336 @@
+"""Ingest: each source format, the record contract, counts that add up, and every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from bad_inputs import BLUE, RED, encode, exif_rotated_jpeg, two_colour, write_bad_corpus
+from PIL import Image
+
+from components.demo_data import caption_accuracy
+from components.ingest import IngestConfig, run_ingest
+from components.ingest.__main__ import parse_config
+from components.ingest.annotations import annotation_file
+from components.ingest.images import ImageSettings, Rejected, process_image, resize
+from model.data import RECORD_SCHEMA, records_dir
+
+FAST = ("--direct_num_workers=1",)
+
+
+def ingest(input_root: Path, output_root: Path, **options) -> dict:
+    config = IngestConfig(input_root=str(input_root), output_root=str(output_root), beam_args=FAST, **options)
+    return run_ingest(config=config)
+
+
+def read_records(root: Path, source: str, split: str) -> list[dict]:
+    folder = Path(records_dir(root, source, split))
+    table = pq.read_table(folder, schema=RECORD_SCHEMA)
+    return table.to_pylist()
+
+
+def dead_letters(root: Path, source: str) -> list[dict]:
+    files = sorted((root / "dead_letter" / source).glob("*.jsonl"))
+    assert files, f"no dead-letter file for {source}"
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+
+
+def decode_png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "RGB"
+    return image
+
+
+def assert_counts_add_up(summary: dict) -> None:
+    for source, counts in summary["sources"].items():
+        for split, units in counts["splits"].items():
+            for unit, c in units.items():
+                ok = c.get("written", c.get("parsed"))
+                assert c["in"] == ok + c["rejected"], (source, split, unit, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image work, without Beam.
+
+
+def test_resize_modes_stretch_or_crop():
+    settings = dict(size=32, min_side=8)
+    wide = encode(two_colour(120, 40), "PNG")  # red left half, blue right half
+    stretched = decode_png(process_image(wide, settings=ImageSettings(resize="stretch", **settings)).png)
+    cropped = decode_png(process_image(wide, settings=ImageSettings(resize="center_crop", **settings)).png)
+    assert stretched.size == cropped.size == (32, 32)
+    # stretch keeps the whole width: red then blue; the centre crop keeps the middle third, half of each
+    assert np.allclose(stretched.getpixel((4, 16)), RED, atol=8) and np.allclose(
+        stretched.getpixel((28, 16)), BLUE, atol=8
+    )
+    assert np.allclose(cropped.getpixel((4, 16)), RED, atol=8) and np.allclose(cropped.getpixel((28, 16)), BLUE, atol=8)
+    assert np.asarray(stretched).tobytes() != np.asarray(cropped).tobytes()
+    with pytest.raises(ValueError, match="resize must be one of"):
+        resize(two_colour(10, 10), size=4, mode="pad")
+
+
+def test_exif_orientation_is_applied_and_original_size_is_as_displayed():
+    out = process_image(exif_rotated_jpeg(), settings=ImageSettings(size=30, min_side=8))
+    assert (out.original_width, out.original_height) == (40, 60)
+    pixels = np.asarray(decode_png(out.png)).astype(int)
+    assert np.abs(pixels[3, 15] - RED).max() < 40 and np.abs(pixels[26, 15] - BLUE).max() < 40  # red on top
+
+
+def test_large_jpeg_reports_full_resolution_size():
+    big = encode(two_colour(1600, 1200), "JPEG", quality=90)  # decoded at reduced scale via draft()
+    out = process_image(big, settings=ImageSettings(size=64))
+    assert (out.original_width, out.original_height) == (1600, 1200)
+    assert decode_png(out.png).size == (64, 64)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "RGBA", "LA", "1", "I;16"])
+def test_every_mode_becomes_rgb(mode):
+    base = two_colour(64, 48)
+    if mode == "I;16":
+        image = Image.fromarray(np.full((48, 64), 50_000, np.uint16))
+        fmt = "PNG"
+    else:
+        image, fmt = base.convert(mode), ("JPEG" if mode == "CMYK" else "PNG")
+    out = decode_png(process_image(encode(image, fmt), settings=ImageSettings(size=16, min_side=8)).png)
+    assert out.size == (16, 16)
+    if mode == "I;16":  # 16-bit values are scaled, not clipped to white: 50000 / 257 ~ 194
+        assert abs(out.getpixel((8, 8))[0] - 50_000 // 257) <= 1
+
+
+def test_transparent_pixels_land_on_white():
+    image = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
+    out = decode_png(process_image(encode(image, "PNG"), settings=ImageSettings(size=8, min_side=8)).png)
+    assert out.getpixel((4, 4)) == (255, 255, 255)
+
+
+def test_bad_bytes_raise_rejected_with_stage():
+    settings = ImageSettings(size=16)
+    for data, stage in [(b"", "read"), (b"not an image", "decode"), (b"\x89PNG\r\n\x1a\n", "decode")]:
+        with pytest.raises(Rejected) as error:
+            process_image(data, settings=settings)
+        assert error.value.stage == stage
+
+
+def test_published_file_names_map_to_source_split_and_image_folder():
+    def found(source, name):
+        file = annotation_file(source, f"/r/annotations/{name}", input_root="/r", image_dirs={})
+        return file and (file.split, file.image_dir)
+
+    assert found("coco", "captions_train2014.json") == ("train", "/r/train2014")
+    assert found("coco", "captions_val2017.json") == ("val", "/r/val2017")
+    assert found("coco", "instances_val2017.json") is None
+    assert found("ln_coco", "coco_train_localized_narratives-00003-of-00004.jsonl") == ("train", "/r/train2017")
+    assert found("ln_coco", "coco_val_localized_narratives.jsonl") == ("val", "/r/val2017")
+    assert found("ln_open_images", "open_images_train_v6_localized_narratives-00000-of-00010.jsonl") == (
+        "train",
+        "/r/open_images/train",
+    )
+    assert found("ln_open_images", "open_images_validation_localized_narratives.jsonl") == (
+        "val",
+        "/r/open_images/validation",
+    )
+    assert found("ln_open_images", "open_images_test_localized_narratives.jsonl") is None  # no test split here
+
+
+def test_cli_validates_options_into_one_config(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  input_root: raw\n  output_root: out\n  image_size: 64\n  sources: [ln_coco]\n")
+    config = parse_config(["--params", str(params), "--resize", "center_crop"])
+    assert (config.image_size, config.resize, config.sources) == (64, "center_crop", ("ln_coco",))
+    assert Path(config.input_root).is_absolute()
+    with pytest.raises(SystemExit):
+        parse_config(["--params", str(params), "--resize", "pad"])
+    with pytest.raises(ValueError, match="unknown sources"):
+        IngestConfig(input_root="a", output_root="b", sources=("flickr",))
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole pipeline runs on the DirectRunner.
+
+
+def test_demo_dataset_both_sources(demo_root, tmp_path):
+    summary = ingest(demo_root, tmp_path, sources=("coco", "ln_coco"), image_size=48, shards=2)
+    assert_counts_add_up(summary)
+    assert summary["images"] == {"in": 128, "written": 128, "rejected": 0}
+    for split, count in (("train", 48), ("val", 16)):
+        coco = json.loads((demo_root / "annotations" / f"captions_{split}2017.json").read_text())
+        expected = {}
+        for annotation in coco["annotations"]:
+            expected.setdefault(str(annotation["image_id"]), []).append(annotation["caption"])
+        records = read_records(tmp_path, "coco", split)
+        assert {r["image_id"]: r["captions"] for r in records} == expected
+        assert len(records) == count
+        accuracy = []
+        for record in records:
+            image = decode_png(record["image"])
+            assert image.size == (record["width"], record["height"]) == (48, 48)
+            assert (record["original_width"], record["original_height"]) == (64, 64)
+            assert record["file_name"] == f"{int(record['image_id']):012d}.jpg"
+            accuracy += [caption_accuracy(image, c) for c in record["captions"]]
+        assert np.nanmean(accuracy) > 0.95  # the resized pixels still show what the captions say
+        narratives = read_records(tmp_path, "ln_coco", split)
+        assert len(narratives) == count and all(len(r["captions"]) == 1 for r in narratives)
+        assert all(r["captions"][0].startswith("In this image") for r in narratives)
+    shards = sorted(Path(records_dir(tmp_path, "coco", "train")).glob("part-*.parquet"))
+    assert len(shards) == 2 and all(pq.ParquetFile(s).metadata.num_rows > 0 for s in shards)
+    assert pq.read_schema(shards[0]).equals(RECORD_SCHEMA)
+    counts = json.loads((tmp_path / "counts" / "coco.json").read_text())
+    assert counts["image"] == {
+        "format": "PNG",
+        "mode": "RGB",
+        "size": 48,
+        "resize": "stretch",
+        "min_side": 32,
+        "max_pixels": 89_478_485,
+    }
+    assert counts["splits"]["train"]["annotations"] == {"in": 240, "written": 240, "rejected": 0}
+    assert dead_letters(tmp_path, "coco") == [] and dead_letters(tmp_path, "ln_coco") == []
+
+
+@pytest.mark.shared_data
+def test_real_coco_and_localized_narratives(coco_mini, tmp_path):
+    summary = ingest(coco_mini, tmp_path, sources=("coco", "ln_coco"), image_size=64)
+    assert_counts_add_up(summary)
+    for split in ("train", "val"):
+        coco = json.loads((coco_mini / "annotations" / f"captions_{split}2017.json").read_text())
+        sizes = {str(i["id"]): (i["width"], i["height"]) for i in coco["images"]}
+        records = read_records(tmp_path, "coco", split)
+        assert len(records) == len(sizes)  # every real image is kept
+        for record in records:
+            assert (record["original_width"], record["original_height"]) == sizes[record["image_id"]]
+            assert decode_png(record["image"]).size == (64, 64)
+            assert len(record["captions"]) >= 5
+        narratives = read_records(tmp_path, "ln_coco", split)
+        lines = (coco_mini / "annotations" / f"coco_{split}_localized_narratives.jsonl").read_text().splitlines()
+        assert {r["image_id"] for r in narratives} == {json.loads(line)["image_id"] for line in lines}
+        assert {r["image_id"] for r in narratives} <= set(sizes)
+
+
+def test_open_images_narratives_and_a_runner_by_flag(tmp_path):
+    raw = tmp_path / "raw"
+    ids = {"train": ["0a1b2c3d4e5f6a7b", "1b2c3d4e5f6a7b8c"], "validation": ["2c3d4e5f6a7b8c9d"]}
+    (raw / "annotations").mkdir(parents=True)
+    for word, image_ids in ids.items():
+        folder = raw / "open_images" / word
+        folder.mkdir(parents=True)
+        lines = []
+        for image_id in image_ids:
+            (folder / f"{image_id}.jpg").write_bytes(encode(two_colour(80, 60), "JPEG"))
+            record = {"dataset_id": f"open_images_{word}", "image_id": image_id, "annotator_id": 7,
+                      "caption": f"In this picture {image_id}.", "timed_caption": [], "traces": [],
+                      "voice_recording": ""}  # fmt: skip
+            lines.append(json.dumps(record))
+        suffix = "_v6_localized_narratives-00000-of-00001" if word == "train" else "_localized_narratives"
+        (raw / "annotations" / f"open_images_{word}{suffix}.jsonl").write_text("\n".join(lines) + "\n")
+    summary = ingest(raw, tmp_path / "out", sources=("ln_open_images",), image_size=32, runner="FnApiRunner")
+    assert_counts_add_up(summary)
+    assert {r["image_id"] for r in read_records(tmp_path / "out", "ln_open_images", "train")} == set(ids["train"])
+    val = read_records(tmp_path / "out", "ln_open_images", "val")
+    assert [r["file_name"] for r in val] == ["2c3d4e5f6a7b8c9d.jpg"]
+
+
+def test_coco_2014_names_and_the_year_choice(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "annotations").mkdir(parents=True)
+    for year in (2014, 2017):
+        folder = raw / f"train{year}"
+        folder.mkdir()
+        name = f"COCO_train2014_{5:012d}.jpg" if year == 2014 else f"{5:012d}.jpg"
+        (folder / name).write_bytes(encode(two_colour(64, 64), "JPEG"))
+        document = {
+            "images": [{"id": 5, "file_name": name}],
+            "annotations": [{"id": 1, "image_id": 5, "caption": "x y"}],
+        }
+        (raw / "annotations" / f"captions_train{year}.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="set coco_year"):
+        ingest(raw, tmp_path / "out", sources=("coco",))
+    ingest(raw, tmp_path / "out", sources=("coco",), coco_year=2014)
+    assert [r["file_name"] for r in read_records(tmp_path / "out", "coco", "train")] == [
+        "COCO_train2014_000000000005.jpg"
+    ]
+
+
+def test_missing_sources_give_a_clear_error(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    with pytest.raises(FileNotFoundError, match="no ln_coco annotation files"):
+        ingest(tmp_path, tmp_path / "out", sources=("ln_coco",))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs: one run over a corpus where every kind of bad record sits among good ones.
+
+
+@pytest.fixture(scope="module")
+def bad_run(tmp_path_factory):
+    corpus = write_bad_corpus(tmp_path_factory.mktemp("bad-raw"))
+    out = tmp_path_factory.mktemp("bad-out")
+    summary = ingest(corpus.root, out, sources=("coco", "ln_coco"), image_size=32, shards=2)
+    letters = {source: dead_letters(out, source) for source in ("coco", "ln_coco")}
+    return corpus, out, summary, letters
+
+
+def test_bad_inputs_never_crash_and_good_records_are_kept(bad_run):
+    corpus, out, summary, _ = bad_run
+    assert_counts_add_up(summary)
+    for (source, split), ids in corpus.written.items():
+        records = read_records(out, source, split)
+        assert {r["image_id"] for r in records} == ids, (source, split)
+        for record in records:
+            assert decode_png(record["image"]).size == (32, 32)
+            expected = corpus.captions.get((source, split, record["image_id"]), 1)
+            assert len(record["captions"]) == expected, record["image_id"]
+
+
+def test_every_bad_input_is_in_the_dead_letters_with_its_reason(bad_run):
+    corpus, _, _, letters = bad_run
+    for case in corpus.cases:
+        matching = [
+            d
+            for d in letters[case.source]
+            if d["split"] == case.split and d["stage"] == case.stage and case.location in d["location"]
+        ]
+        assert matching, f"{case.name}: no {case.stage} dead letter at {case.location}"
+        assert any(case.reason.lower() in d["reason"].lower() for d in matching), (
+            case.name,
+            [d["reason"] for d in matching],
+        )
+
+
+def test_dead_letters_account_for_every_rejection(bad_run):
+    _, _, summary, letters = bad_run
+    for source, counts in summary["sources"].items():
+        # An image letter is either an image entry refused while parsing or an image refused with its captions.
+        image_letters = [d for d in letters[source] if "image_path" in d["record"] or "images[" in d["location"]]
+        caption_letters = len(letters[source]) - len(image_letters)
+        captions_with_images = sum(len(d["record"].get("captions", [])) for d in image_letters)
+        rejected = counts["splits"]["train"]
+        assert rejected["images"]["rejected"] == len(image_letters) > 0
+        assert rejected["annotations"]["rejected"] == caption_letters + captions_with_images > 0
+    long_letter = next(d for d in letters["coco"] if "10000 characters" in d["reason"])
+    assert len(json.dumps(long_letter)) < 2000  # the record is kept readable, not 10k characters
+
+
+def test_converted_modes_and_rotation_in_the_pipeline(bad_run):
+    _, out, _, _ = bad_run
+    records = {r["image_id"]: r for r in read_records(out, "coco", "train")}
+    for image_id in ("12", "13", "14", "15", "16"):  # grey, CMYK, RGBA, palette, 16-bit
+        assert decode_png(records[image_id]["image"]).mode == "RGB"
+    rotated = records["17"]
+    assert (rotated["original_width"], rotated["original_height"]) == (40, 60)
+    pixels = np.asarray(decode_png(rotated["image"])).astype(int)
+    assert np.abs(pixels[2, 16] - RED).max() < 40 and np.abs(pixels[29, 16] - BLUE).max() < 40
+
+
+def test_a_rerun_replaces_the_previous_output(bad_run, tmp_path):
+    corpus, out, _, _ = bad_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (Path(records_dir(copy, "coco", "train")) / "part-stale.parquet").write_bytes(b"stale")
+    ingest(corpus.root, copy, sources=("coco",), image_size=32, shards=1)
+    assert [p.name for p in Path(records_dir(copy, "coco", "train")).iterdir()] == ["part-00000-of-00001.parquet"]
+    assert (copy / "counts" / "ln_coco.json").exists()  # other sources' outputs are left alone
