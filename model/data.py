@@ -68,3 +68,17 @@ def embeddings_root(root: str | Path, encoder_name: str, max_length: int) -> str
 
 def embeddings_dir(root: str | Path, encoder_name: str, max_length: int, source: str, split: str) -> str:
     return posixpath.join(embeddings_root(root, encoder_name, max_length), source, split)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading for training and evaluation.
+
+
+def read_parquet_dir(path: str | Path, *, columns: list[str] | None = None) -> pa.Table:
+    """All part-*.parquet files of a folder as one table, in file-name order (deterministic)."""
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(path).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet files in {path}")
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])

@@ -1,0 +1,81 @@
+"""python -m components.train --data-root DIR --run-dir DIR [options]: train XMC-GAN.
+
+Options come from model.training.TrainConfig (defaults < params.yaml `train` section < command
+line). With --nproc-per-node N > 1 the run starts N processes through torchrun (one per GPU, or
+gloo processes on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from model.training import TrainConfig
+
+from ..cli import add_config_arguments, config_from_arguments, load_params
+from .launch import run_training
+from .tracking import DEFAULT_TRACKING_URI
+
+HELP = {
+    "run_dir": "folder for the run: config.json, checkpoints/, model/, summary.json",
+    "data_root": "processed data root (records/ and embeddings/ from ingest and embed)",
+    "sources": "sources to train on, YAML list (coco, ln_coco, ln_open_images)",
+    "encoder": "text encoder whose embeddings to use (hub name or path)",
+    "max_lengths": "token length per source, YAML map",
+    "preset": "model preset: cpu-64, xmcgan-128, xmcgan-256",
+    "model_overrides": "model config fields to override, YAML map",
+    "loss_overrides": "loss config fields to override (weights, temperature, ...), YAML map",
+    "batch_size": "global batch per optimiser step over all processes",
+    "grad_accumulation": "micro-batches per optimiser step",
+    "d_steps_per_g_step": "discriminator steps per generator step",
+    "g_lr": "generator learning rate",
+    "d_lr": "discriminator learning rate",
+    "betas": "Adam betas, YAML list",
+    "ema_decay": "EMA decay of the generator per step",
+    "total_images": "stop after this many real images",
+    "time_limit_minutes": "also stop at the first tick after this many minutes (0: no limit)",
+    "tick_images": "log losses and throughput every this many images",
+    "checkpoint_images": "checkpoint every this many images",
+    "sample_every_ticks": "log a sample grid every this many ticks",
+    "sample_count": "images in the sample grid",
+    "keep_checkpoints": "checkpoints kept on disk",
+    "seed": "seed of initialisation, data order and noise",
+    "workers": "data loader worker processes per training process",
+    "amp": "bf16 autocast on GPU",
+    "compile": "torch.compile the networks",
+    "provenance": "lineage copied into the model folder, YAML map",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m components.train",
+        description=__doc__.split(":", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--params", type=Path, help="a params.yaml whose `train` section gives defaults")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="processes on this machine (default: 1)")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI; 'none' to disable")
+    parser.add_argument("--experiment", default="xmcgan", help="MLflow experiment name")
+    parser.add_argument("--run-name", default=None, help="MLflow run name")
+    add_config_arguments(parser, TrainConfig, HELP)
+    args = parser.parse_args(argv)
+    config = config_from_arguments(parser, args, TrainConfig, section=load_params(args.params, "train"))
+    if args.nproc_per_node < 1:
+        parser.error("--nproc-per-node must be at least 1")
+    tracking = None if args.tracking_uri == "none" else args.tracking_uri
+    summary = run_training(
+        config=config,
+        nproc_per_node=args.nproc_per_node,
+        tracking_uri=tracking,
+        experiment=args.experiment,
+        run_name=args.run_name,
+    )
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

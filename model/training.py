@@ -1,0 +1,446 @@
+"""The XMC-GAN training loop, to be read top to bottom.
+
+One process per GPU (or per CPU process with gloo), started by torchrun; a single plain process
+works too. Per iteration, in the authors' schedule: `d_steps_per_g_step` discriminator steps, each
+on a fresh global batch, then one generator step on the last batch, then the EMA update of G.
+
+Distributed training syncs gradients with one all-reduce of the flattened gradients per step (as
+NVlabs/stylegan3 does) instead of a DDP wrapper: GAN phases use parameters of both networks in
+different combinations, which DDP's bucketing handles badly. Batch-norm statistics in G are
+per process unless `sync_batch_stats` is set in the model config, in which case they are
+all-reduced across processes (torch's SyncBatchNorm refuses CPU tensors); contrastive negatives
+are the local batch unless `gather_negatives` is set in the loss config. With both set, N
+processes compute the gradients of one process over the same global batch.
+
+Everything random is a function of (seed, position or step): the data order, caption choice and
+flips (model/training_data.py) and the noise z. Resuming from a checkpoint therefore continues
+the exact run it interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .config import LossConfig, preset
+from .discriminator import Discriminator
+from .distributed import rank as process_rank
+from .distributed import world_size
+from .ema import ema_update
+from .generator import Generator
+from .objective import XMCGANLoss
+from .sampling import write_model_folder
+from .text_encoder import DEFAULT_TEXT_ENCODER, TextEmbedding
+from .training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
+from .vgg import VGG19Features
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run needs; written to <run_dir>/config.json. Schedules count images seen
+    (real images shown to the discriminator), so they mean the same at any batch size."""
+
+    run_dir: str
+    data_root: str
+    sources: tuple[str, ...] = ("coco",)
+    encoder: str = DEFAULT_TEXT_ENCODER
+    max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
+    preset: str = "cpu-64"
+    model_overrides: dict = field(default_factory=dict)
+    loss_overrides: dict = field(default_factory=dict)
+    batch_size: int = 32  # global batch of one optimiser step, over all processes and accumulation steps
+    grad_accumulation: int = 1
+    d_steps_per_g_step: int = 2
+    g_lr: float = 1e-4
+    d_lr: float = 4e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float = 0.999
+    total_images: int = 100_000
+    time_limit_minutes: float = 0.0  # 0: no limit; else stop (and checkpoint) at the first tick past it
+    tick_images: int = 2_000
+    checkpoint_images: int = 20_000
+    sample_every_ticks: int = 5
+    sample_count: int = 16
+    keep_checkpoints: int = 3
+    seed: int = 0
+    workers: int = 2
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    compile: bool = False
+    provenance: dict = field(default_factory=dict)  # data version, code version, run id: copied into the model
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 1 or self.grad_accumulation < 1 or self.d_steps_per_g_step < 1:
+            problems.append("batch_size, grad_accumulation and d_steps_per_g_step must be at least 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.total_images < 1 or self.tick_images < 1 or self.checkpoint_images < 1:
+            problems.append("total_images, tick_images and checkpoint_images must be positive")
+        unknown = set(self.sources) - set(self.max_lengths)
+        if unknown:
+            problems.append(f"sources {sorted(unknown)} have no max length in max_lengths {self.max_lengths}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        if unknown := set(values) - known:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        tuples = {"sources", "betas"}
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
+
+
+class Reporter(Protocol):
+    """Where a run reports to (MLflow in components/train); only rank 0 calls it."""
+
+    def on_start(self, *, config: dict, model_config: dict, parameters: dict[str, int]) -> None: ...
+    def on_tick(self, *, images_seen: int, stats: dict[str, float]) -> None: ...
+    def on_samples(self, *, images_seen: int, grid: np.ndarray, captions: list[str]) -> None: ...
+    def on_end(self, *, model_dir: Path, summary: dict) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed helpers: no-ops in a single process.
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """All-reduce the mean of every trainable parameter's gradient in one flat buffer."""
+    world = world_size()
+    if world == 1:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:  # a parameter this phase did not reach on this rank still joins the buffer
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad.copy_(g.view_as(p))
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Start every rank from rank 0's weights and buffers."""
+    if world_size() > 1:
+        for tensor in (*module.parameters(), *module.buffers()):
+            dist.broadcast(tensor.data, src=0)
+
+
+def mean_across_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    if world_size() == 1 or not values:
+        return values
+    keys = sorted(values)
+    buffer = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(buffer)
+    return dict(zip(keys, (buffer / world_size()).tolist(), strict=True))
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    if world_size() == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def noise(*, seed: int, step: int, phase: int, micro: int, global_batch: int, z_dim: int, rank: int, world: int):
+    """This rank's slice of the global batch's z: the same numbers whatever the number of ranks."""
+    state = int(np.random.SeedSequence([seed, step, phase, micro]).generate_state(1, np.uint64)[0])
+    generator = torch.Generator().manual_seed(state)
+    z = torch.randn(global_batch, z_dim, generator=generator)
+    per_rank = global_batch // world
+    return z[rank * per_rank : (rank + 1) * per_rank]
+
+
+def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, TextEmbedding]:
+    real = batch["image"].to(device, non_blocking=True)
+    text = TextEmbedding(batch["words"], batch["mask"], batch["sentence"]).to(device)
+    return real, text
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
+    """Run (or resume) training to `config.total_images`; returns a summary. Call on every rank."""
+    rank, world = process_rank(), world_size()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    run_dir = Path(config.run_dir)
+    micro_batch, remainder = divmod(config.batch_size, world * config.grad_accumulation)
+    if remainder or micro_batch < 1:
+        raise ValueError(
+            f"batch_size {config.batch_size} must divide into {world} processes x "
+            f"{config.grad_accumulation} accumulation steps"
+        )
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+    # Data: rank 0 builds the memory-mapped arrays once; the others wait, then map them.
+    model_config, loss_config = preset(config.preset, **config.model_overrides)
+    loss_config = LossConfig.from_dict({**loss_config.to_dict(), **config.loss_overrides})
+    cache = run_dir / "data-cache"
+    prepare = dict(
+        data_root=config.data_root,
+        sources=config.sources,
+        split="train",
+        encoder_name=config.encoder,
+        max_lengths=config.max_lengths,
+        image_size=model_config.image_size,
+        cache_dir=cache,
+    )
+    if rank == 0:
+        with tqdm(desc="preparing training arrays", unit="img", leave=False) as bar:
+            folder = prepare_arrays(**prepare, progress=bar.update)
+    if world > 1:
+        dist.barrier()
+    arrays = TrainingArrays.load(folder if rank == 0 else prepare_arrays(**prepare))
+    model_config = model_config.replace(text_dim=arrays.tokens.shape[-1])
+
+    # Networks, the loss and optimisers. Every rank starts from rank 0's weights.
+    torch.manual_seed(config.seed)
+    generator = Generator(model_config).to(device)
+    discriminator = Discriminator(model_config).to(device)
+    broadcast_module(generator)
+    broadcast_module(discriminator)
+    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    vgg = (
+        VGG19Features(layer=loss_config.vgg_layer, input_size=loss_config.vgg_input_size).to(device)
+        if loss_config.vgg_weight > 0
+        else None
+    )
+    loss = XMCGANLoss(
+        generator=torch.compile(generator) if config.compile else generator,
+        discriminator=torch.compile(discriminator) if config.compile else discriminator,
+        vgg=vgg,
+        config=loss_config,
+    )
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.g_lr, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=config.betas)
+
+    # Resume: the newest checkpoint that verifies.
+    images_seen, step = 0, 0
+    checkpoint = load_latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint:
+        generator.load_state_dict(checkpoint.weights["generator"])
+        generator_ema.load_state_dict(checkpoint.weights["generator_ema"])
+        discriminator.load_state_dict(checkpoint.weights["discriminator"])
+        opt_g.load_state_dict(checkpoint.state["opt_g"])
+        opt_d.load_state_dict(checkpoint.state["opt_d"])
+        images_seen, step = checkpoint.state["images_seen"], checkpoint.state["step"]
+        torch.set_rng_state(checkpoint.state["rng_cpu"])
+        if rank == 0:
+            log.info("resumed from %s at %d images", checkpoint.folder, images_seen)
+
+    if rank == 0 and reporter:
+        reporter.on_start(
+            config=config.to_dict(),
+            model_config=model_config.to_dict(),
+            parameters={
+                "generator": sum(p.numel() for p in generator.parameters()),
+                "discriminator": sum(p.numel() for p in discriminator.parameters()),
+            },
+        )
+
+    # Fixed captions and fixed noise for the sample grid: the same every tick and across resumes.
+    sample_rng = np.random.default_rng([config.seed, 7])
+    sample_images = sample_rng.choice(len(arrays), size=min(config.sample_count, len(arrays)), replace=False)
+    sample_rows = [int(arrays.caption_offsets[i]) for i in sample_images]
+    sample_text = TextEmbedding(
+        torch.from_numpy(np.array(arrays.tokens[sample_rows])).float(),
+        torch.from_numpy(np.array(arrays.masks[sample_rows])),
+        torch.from_numpy(np.array(arrays.sentences[sample_rows])),
+    ).to(device)
+    sample_z = torch.randn(len(sample_rows), model_config.z_dim, generator=torch.Generator().manual_seed(config.seed))
+
+    loader = torch.utils.data.DataLoader(
+        PositionStream(arrays, seed=config.seed),
+        batch_sampler=rank_batches(
+            start=images_seen, global_batch=config.batch_size // config.grad_accumulation, rank=rank, world_size=world
+        ),
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+    )
+    batches = iter(loader)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
+    global_micro = config.batch_size // config.grad_accumulation
+
+    def save(images: int) -> None:
+        if rank == 0:
+            save_checkpoint(
+                run_dir / "checkpoints",
+                images_seen=images,
+                keep=config.keep_checkpoints,
+                config=config.to_dict(),
+                weights={
+                    "generator": generator.state_dict(),
+                    "generator_ema": generator_ema.state_dict(),
+                    "discriminator": discriminator.state_dict(),
+                },
+                state={
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "images_seen": images,
+                    "step": step,
+                    "rng_cpu": torch.get_rng_state(),
+                },
+            )
+        if world > 1:
+            dist.barrier()
+
+    start_time, tick_start, tick_images_start = time.time(), time.time(), images_seen
+    next_tick = (images_seen // config.tick_images + 1) * config.tick_images
+    next_checkpoint = (images_seen // config.checkpoint_images + 1) * config.checkpoint_images
+    tick, tick_terms = 0, {}
+    bar = tqdm(
+        total=config.total_images,
+        initial=images_seen,
+        unit="img",
+        desc="training",
+        disable=rank != 0,
+        dynamic_ncols=True,
+        mininterval=2.0,
+    )
+    generator.train()
+    discriminator.train()
+    stopped_early = False
+    while images_seen < config.total_images:
+        # Discriminator phase: fresh real images each D step.
+        for d_step in range(config.d_steps_per_g_step):
+            opt_d.zero_grad(set_to_none=True)
+            micro_batches = [to_device(next(batches), device) for _ in range(config.grad_accumulation)]
+            for micro, (real, text) in enumerate(micro_batches):
+                z = noise(
+                    seed=config.seed,
+                    step=step,
+                    phase=d_step,
+                    micro=micro,
+                    global_batch=global_micro,
+                    z_dim=model_config.z_dim,
+                    rank=rank,
+                    world=world,
+                ).to(device)
+                with autocast:
+                    loss_d, terms = loss.discriminator_loss(real=real, text=text, z=z)
+                (loss_d / config.grad_accumulation).backward()
+                _accumulate(tick_terms, terms)
+            average_gradients(discriminator)
+            opt_d.step()
+            images_seen += config.batch_size
+
+        # Generator phase on the last D step's images and captions, with new noise.
+        opt_g.zero_grad(set_to_none=True)
+        for micro, (real, text) in enumerate(micro_batches):
+            z = noise(
+                seed=config.seed,
+                step=step,
+                phase=config.d_steps_per_g_step,
+                micro=micro,
+                global_batch=global_micro,
+                z_dim=model_config.z_dim,
+                rank=rank,
+                world=world,
+            ).to(device)
+            with autocast:
+                loss_g, terms = loss.generator_loss(real=real, text=text, z=z)
+            (loss_g / config.grad_accumulation).backward()
+            _accumulate(tick_terms, terms)
+        average_gradients(generator)
+        opt_g.step()
+        ema_update(generator_ema, generator, decay=config.ema_decay)
+        step += 1
+        bar.update(config.batch_size * config.d_steps_per_g_step)
+
+        # Tick: losses and throughput, samples now and then, the time limit.
+        if images_seen >= next_tick or images_seen >= config.total_images:
+            now = time.time()
+            stats = mean_across_ranks({k: v[0] / v[1] for k, v in tick_terms.items()}, device)
+            stats["images_per_second"] = (images_seen - tick_images_start) / max(now - tick_start, 1e-9)
+            stats["seconds_per_tick"] = now - tick_start
+            tick_terms, tick_start, tick_images_start = {}, now, images_seen
+            next_tick += config.tick_images * math.ceil((images_seen - next_tick + 1) / config.tick_images)
+            tick += 1
+            if rank == 0:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("d_total", "g_total")})
+                if reporter:
+                    reporter.on_tick(images_seen=images_seen, stats=stats)
+                    if tick % config.sample_every_ticks == 0:
+                        reporter.on_samples(
+                            images_seen=images_seen,
+                            grid=sample_grid(generator_ema, sample_text, sample_z),
+                            captions=[arrays.captions[r] for r in sample_rows],
+                        )
+            out_of_time = config.time_limit_minutes > 0 and now - start_time > 60 * config.time_limit_minutes
+            if any_rank(out_of_time, device):
+                stopped_early = True
+                log.info("time limit of %.1f minutes reached at %d images", config.time_limit_minutes, images_seen)
+                break
+        if images_seen >= next_checkpoint:
+            save(images_seen)
+            next_checkpoint += config.checkpoint_images * math.ceil(
+                (images_seen - next_checkpoint + 1) / config.checkpoint_images
+            )
+    bar.close()
+
+    save(images_seen)
+    wall = time.time() - start_time
+    summary = {
+        "images_seen": images_seen,
+        "steps": step,
+        "wall_seconds": wall,
+        "stopped_by_time_limit": stopped_early,
+        "model_dir": str(run_dir / "model"),
+    }
+    if rank == 0:
+        write_model_folder(
+            run_dir / "model",
+            generator=generator_ema,
+            text_encoder={"name": arrays.encoder["name"], "max_length": arrays.encoder["max_length"]},
+            provenance={**config.provenance, "images_seen": images_seen},
+        )
+        if reporter:
+            reporter.on_samples(
+                images_seen=images_seen,
+                grid=sample_grid(generator_ema, sample_text, sample_z),
+                captions=[arrays.captions[r] for r in sample_rows],
+            )
+            reporter.on_end(model_dir=run_dir / "model", summary=summary)
+    return summary
+
+
+def _accumulate(totals: dict[str, list[float]], terms: dict[str, float]) -> None:
+    for key, value in terms.items():
+        total = totals.setdefault(key, [0.0, 0])
+        total[0] += float(value)
+        total[1] += 1
+
+
+@torch.no_grad()
+def sample_grid(generator: torch.nn.Module, text: TextEmbedding, z: torch.Tensor, *, columns: int = 8) -> np.ndarray:
+    """Images of `generator` for fixed text and noise, tiled into one uint8 (H, W, 3) grid."""
+    images = generator(z.to(text.sentence.device), text).clamp(-1, 1).add(1).mul(127.5).round().byte().cpu()
+    rows = math.ceil(len(images) / columns)
+    padded = torch.zeros(rows * columns, *images.shape[1:], dtype=torch.uint8)
+    padded[: len(images)] = images
+    grid = padded.view(rows, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # rows, H, columns, W, channels
+    return grid.reshape(rows * images.shape[2], columns * images.shape[3], 3).numpy()

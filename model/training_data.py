@@ -1,0 +1,217 @@
+"""Training data: the ingested Parquet tables turned once into memory-mapped arrays, read by position.
+
+Why arrays: every process of a run reads any image (the order is a global permutation), so the
+data must be shared, not copied per process. Decoded pixels and caption embeddings are written
+once to .npy files and memory-mapped; the page cache holds one copy for all ranks and workers.
+
+Why positions: the sample at global position p (which image, which of its captions, flipped or
+not) is a pure function of (seed, p). A run that resumes at position p therefore sees exactly the
+samples an uninterrupted run would have seen, and ranks split each global batch without talking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import embeddings_dir, embeddings_root, read_parquet_dir, records_dir
+
+ARRAY_FILES = ("images.npy", "caption_offsets.npy", "tokens.npy", "masks.npy", "sentences.npy")
+
+
+@dataclass(frozen=True)
+class TrainingArrays:
+    """Images (n, H, W, 3) uint8; captions of image i are rows caption_offsets[i]:caption_offsets[i+1]
+    of tokens (c, L, D) float16, masks (c, L) bool and sentences (c, D) float32."""
+
+    images: np.ndarray
+    caption_offsets: np.ndarray
+    tokens: np.ndarray
+    masks: np.ndarray
+    sentences: np.ndarray
+    captions: list[str]
+    encoder: dict
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainingArrays:
+        folder = Path(folder)
+        arrays = {name[:-4]: np.load(folder / name, mmap_mode="r") for name in ARRAY_FILES}
+        meta = json.loads((folder / "meta.json").read_text())
+        return cls(**arrays, captions=meta["captions"], encoder=meta["encoder"])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _parquet_fingerprint(folder: str) -> list:
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(folder).glob("*.parquet"))]
+
+
+def prepare_arrays(
+    *,
+    data_root: str | Path,
+    sources: tuple[str, ...],
+    split: str,
+    encoder_name: str,
+    max_lengths: dict[str, int],
+    image_size: int,
+    cache_dir: str | Path,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Build (or reuse) the arrays for `split` of `sources`; returns their folder.
+
+    `max_lengths` maps each source to the token length its embeddings were computed with (COCO 17,
+    Localized Narratives 64); all sources of one run must share a length, since the generator sees
+    one (batch, tokens, width) tensor.
+    """
+    lengths = {max_lengths[s] for s in sources}
+    if len(lengths) != 1:
+        raise ValueError(f"sources {sources} have different token lengths {max_lengths}: train them in separate runs")
+    (max_length,) = lengths
+    key = _cache_key({
+        "sources": sources, "split": split, "encoder": encoder_name, "max_length": max_length, "size": image_size,
+        "files": {s: [_parquet_fingerprint(records_dir(data_root, s, split)),
+                      _parquet_fingerprint(embeddings_dir(data_root, encoder_name, max_length, s, split))]
+                  for s in sources},
+    })  # fmt: skip
+    folder = Path(cache_dir) / f"{split}-{image_size}px-{key}"
+    if (folder / "meta.json").is_file():
+        return folder
+
+    encoder = json.loads((Path(embeddings_root(data_root, encoder_name, max_length)) / "encoder.json").read_text())
+    records, embeddings = [], []
+    for source in sources:
+        records.append(
+            read_parquet_dir(records_dir(data_root, source, split), columns=["image_id", "image", "captions"])
+        )
+        embeddings.append(read_parquet_dir(embeddings_dir(data_root, encoder_name, max_length, source, split)))
+        records[-1] = records[-1].append_column("source", _constant(source, records[-1].num_rows))
+        embeddings[-1] = embeddings[-1].append_column("src", _constant(source, embeddings[-1].num_rows))
+
+    rows_of = {}  # (source, image_id) -> [(caption_index, table index, row)]
+    for t, table in enumerate(embeddings):
+        for row, (source, iid, index) in enumerate(
+            zip(*(table[c].to_pylist() for c in ("src", "image_id", "caption_index")), strict=True)
+        ):
+            rows_of.setdefault((source, iid), []).append((index, t, row))
+    keys = [
+        (s, iid)
+        for table in records
+        for s, iid in zip(table["source"].to_pylist(), table["image_id"].to_pylist(), strict=True)
+    ]
+    missing = [k for k in keys if k not in rows_of]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} images of split {split!r} have no caption embeddings (first: {missing[:3]}); "
+            f"re-run the embed step for encoder {encoder_name!r}, max length {max_length}"
+        )
+
+    n_captions = sum(len(rows_of[k]) for k in keys)
+    dim, tmp = int(encoder["dim"]), folder.with_name(folder.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    out = {
+        "images": np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (len(keys), image_size, image_size, 3)),
+        "tokens": np.lib.format.open_memmap(tmp / "tokens.npy", "w+", np.float16, (n_captions, max_length, dim)),
+        "masks": np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.bool_, (n_captions, max_length)),
+        "sentences": np.lib.format.open_memmap(tmp / "sentences.npy", "w+", np.float32, (n_captions, dim)),
+    }
+    offsets, captions, i = [0], [], 0
+    for table in records:
+        for source, iid, png in zip(
+            table["source"].to_pylist(), table["image_id"].to_pylist(), table["image"].to_pylist(), strict=True
+        ):
+            image = Image.open(io.BytesIO(png)).convert("RGB")
+            if image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
+            out["images"][i] = np.asarray(image)
+            for _, t, row in sorted(rows_of[(source, iid)]):
+                c = len(captions)
+                table_e = embeddings[t]
+                out["tokens"][c] = np.frombuffer(table_e["token_embeddings"][row].as_py(), np.float16).reshape(
+                    max_length, dim
+                )
+                out["masks"][c] = np.frombuffer(table_e["attention_mask"][row].as_py(), np.uint8).astype(bool)
+                out["sentences"][c] = np.frombuffer(table_e["sentence_embedding"][row].as_py(), np.float32)
+                captions.append(table_e["caption"][row].as_py())
+            offsets.append(len(captions))
+            i += 1
+            if progress:
+                progress(1)
+    np.save(tmp / "caption_offsets.npy", np.asarray(offsets, np.int64))
+    for array in out.values():
+        array.flush()
+    (tmp / "meta.json").write_text(json.dumps({"captions": captions, "encoder": encoder, "sources": sources}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # atomic: a folder with meta.json is always complete
+    return folder
+
+
+def _constant(value: str, length: int):
+    import pyarrow as pa
+
+    return pa.array([value] * length, pa.string())
+
+
+class PositionStream(torch.utils.data.Dataset):
+    """Global position -> one training sample, a pure function of (seed, position).
+
+    Epoch e visits every image once in a permutation seeded by (seed, e); each visit picks one of
+    the image's captions at random (the authors' "one random caption per step") and flips the
+    image horizontally with probability 1/2.
+    """
+
+    def __init__(self, arrays: TrainingArrays, *, seed: int, flip: bool = True):
+        self.arrays, self.seed, self.flip = arrays, seed, flip
+        self._epoch, self._order = -1, None
+
+    def _image_index(self, epoch: int, offset: int) -> int:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.arrays))
+        return int(self._order[offset])
+
+    def __len__(self) -> int:  # positions are unbounded; this is the epoch length
+        return len(self.arrays)
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        epoch, offset = divmod(position, len(self.arrays))
+        index = self._image_index(epoch, offset)
+        rng = np.random.default_rng([self.seed, epoch, offset, 1])
+        first, last = self.arrays.caption_offsets[index], self.arrays.caption_offsets[index + 1]
+        caption = int(rng.integers(first, last))
+        image = torch.from_numpy(np.array(self.arrays.images[index])).permute(2, 0, 1)
+        if self.flip and rng.random() < 0.5:
+            image = image.flip(-1)
+        return {
+            "image": image.float().div(127.5).sub(1.0),  # [-1, 1]
+            "words": torch.from_numpy(np.array(self.arrays.tokens[caption])).float(),
+            "mask": torch.from_numpy(np.array(self.arrays.masks[caption])),
+            "sentence": torch.from_numpy(np.array(self.arrays.sentences[caption])),
+            "caption": torch.tensor(caption),
+        }
+
+
+def rank_batches(*, start: int, global_batch: int, rank: int, world_size: int) -> Iterator[list[int]]:
+    """This rank's share of each global batch from position `start` on: contiguous slices, so that
+    rank r of w sees positions [b + r*B/w, b + (r+1)*B/w) of the global batch starting at b."""
+    per_rank = global_batch // world_size
+    batch_start = start
+    while True:
+        first = batch_start + rank * per_rank
+        yield list(range(first, first + per_rank))
+        batch_start += global_batch
