@@ -1,0 +1,78 @@
+"""The evaluation's one config object; params.yaml's `eval` section and the CLI both feed it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from model.data import SOURCES, SPLITS
+
+from .dual_encoder import DualEncoderConfig
+from .fidelity import RESIZES, TF_INCEPTION
+
+DUAL = "dual"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    # what is scored
+    source: str = "coco"  # records/<source>/<split> of the processed data
+    split: str = "val"
+    num_samples: int = 200  # generated images = (image, caption) pairs of the fixed caption set
+    seed: int = 0  # chooses the caption set and the generation noise
+    caption_set: str | None = None  # an existing caption_set.json to score on (else chosen from data and seed)
+    generation_batch: int = 32
+    # FID / KID
+    extractor: str = TF_INCEPTION  # any torch-fidelity extractor name, e.g. inception-v3-compat (needs weights)
+    extractor_weights: str | None = None  # weights file; None: the offline TF-Inception package file
+    resize: str = "tf1-bilinear"  # how images reach 299x299: one of RESIZES
+    feature_batch: int = 16
+    kid_subset_size: int = 100
+    kid_subsets: int = 100
+    # R-precision
+    rprecision_encoder: str = DUAL  # "dual" (trained here) or a transformers CLIP hub name / folder
+    rprecision_candidates: int = 100
+    rprecision_repeats: int = 10
+    dual_encoder: DualEncoderConfig = field(default_factory=DualEncoderConfig)
+    # report
+    demo_shapes: bool = False  # data is the demo shapes dataset: also score caption_accuracy
+    grid_captions: int = 8  # fixed captions shown in the sample grid
+    untrained_baseline: bool = False  # also score a randomly initialised generator of the same architecture
+    cache_dir: str = "data/cache/evaluate"  # real-image features, trained dual encoders
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dual_encoder, dict):
+            object.__setattr__(self, "dual_encoder", DualEncoderConfig(**self.dual_encoder))
+        problems = []
+        if self.source not in SOURCES:
+            problems.append(f"source must be one of {SOURCES}, got {self.source!r}")
+        if self.split not in SPLITS:
+            problems.append(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.resize not in RESIZES:
+            problems.append(f"resize must be one of {RESIZES}, got {self.resize!r}")
+        for name in ("num_samples", "generation_batch", "feature_batch", "kid_subset_size", "kid_subsets"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_samples < 2:
+            problems.append(f"num_samples must be at least 2 (FID needs a covariance), got {self.num_samples}")
+        if self.rprecision_candidates < 2 or self.rprecision_repeats < 1:
+            problems.append("rprecision_candidates must be at least 2 and rprecision_repeats at least 1")
+        if self.seed < 0:
+            problems.append(f"seed must be non-negative, got {self.seed}")
+        if self.grid_captions < 0:
+            problems.append(f"grid_captions must be non-negative, got {self.grid_captions}")
+        if self.caption_set is not None and not Path(self.caption_set).is_file():
+            problems.append(f"caption_set file not found: {self.caption_set}")
+        if problems:
+            raise ValueError("invalid eval config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EvalConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown eval config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)

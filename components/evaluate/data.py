@@ -1,0 +1,156 @@
+"""The evaluation data: image records of a split, and the fixed caption set every model is scored on.
+
+The caption set is a seeded choice of (image, caption) pairs from the evaluation split, stored as
+JSON with the report; its id is a hash of its content, so two evaluations on the same set say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from model.data import RECORD_SCHEMA, records_dir
+
+
+@dataclass(frozen=True)
+class Records:
+    """The images of one split, decoded: ids (n,), captions (n lists), images uint8 (n, h, w, 3)."""
+
+    image_ids: list[str]
+    captions: list[list[str]]
+    images: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def decode_png(data: bytes, *, size: int | None = None) -> np.ndarray:
+    """PNG bytes -> uint8 (h, w, 3), resized bilinearly to size x size when given and different."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_table(data_root: str | Path, source: str, split: str, *, columns: list[str]) -> pa.Table:
+    """All part-*.parquet files of records/<source>/<split>, in file-name order."""
+    folder = Path(records_dir(data_root, source, split))
+    files = sorted(folder.glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no record files (part-*.parquet) in {folder}")
+    missing = set(columns) - set(RECORD_SCHEMA.names)
+    if missing:
+        raise ValueError(f"unknown record columns {sorted(missing)}; the schema has {RECORD_SCHEMA.names}")
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+
+
+def read_records(
+    data_root: str | Path, source: str, split: str, *, image_size: int | None = None, limit: int | None = None
+) -> Records:
+    """Decoded records of a split, sorted by image id (a stable order whatever the sharding)."""
+    table = read_table(data_root, source, split, columns=["image_id", "captions", "image"])
+    rows = sorted(zip(*(table[c].to_pylist() for c in ("image_id", "captions", "image")), strict=True))
+    rows = rows[:limit] if limit is not None else rows
+    empty = [image_id for image_id, captions, _ in rows if not captions]
+    if empty:
+        raise ValueError(f"records without captions in {source}/{split}: image ids {empty[:5]}")
+    images = np.stack([decode_png(png, size=image_size) for _, _, png in rows])
+    return Records(image_ids=[r[0] for r in rows], captions=[list(r[1]) for r in rows], images=images)
+
+
+@dataclass(frozen=True)
+class CaptionSet:
+    """Fixed (image, caption) pairs: pair i is records[image_ids[i]].captions[caption_indices[i]]."""
+
+    data_version: str
+    source: str
+    split: str
+    seed: int
+    image_ids: tuple[str, ...]
+    caption_indices: tuple[int, ...]
+    captions: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CaptionSet:
+        lists = ("image_ids", "caption_indices", "captions")
+        return cls(**{k: tuple(v) if k in lists else v for k, v in data.items() if k != "id"})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"id": self.id, **self.to_dict()}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> CaptionSet:
+        data = json.loads(Path(path).read_text())
+        caption_set = cls.from_dict(data)
+        if data.get("id") not in (None, caption_set.id):
+            raise ValueError(f"caption set {path} was edited: its id {data['id']} does not match its content")
+        return caption_set
+
+
+def choose_caption_set(records: Records, *, size: int, seed: int, data_version: str, source: str, split: str):
+    """A seeded choice of `size` (image, caption) pairs, distinct images first.
+
+    Images are shuffled and each taken once with one random caption; when `size` exceeds the
+    number of images, further rounds take further captions of the same images.
+    """
+    if size < 1:
+        raise ValueError(f"caption set size must be at least 1, got {size}")
+    available = sum(len(c) for c in records.captions)
+    if size > available:
+        raise ValueError(f"caption set size {size} exceeds the {available} (image, caption) pairs of {source}/{split}")
+    rng = random.Random(f"caption-set/{seed}")
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    caption_orders = {i: rng.sample(range(len(records.captions[i])), len(records.captions[i])) for i in order}
+    pairs = []
+    for round_ in range(max(map(len, records.captions))):
+        pairs += [(i, caption_orders[i][round_]) for i in order if round_ < len(caption_orders[i])]
+    pairs = pairs[:size]
+    return CaptionSet(
+        data_version=data_version,
+        source=source,
+        split=split,
+        seed=seed,
+        image_ids=tuple(records.image_ids[i] for i, _ in pairs),
+        caption_indices=tuple(c for _, c in pairs),
+        captions=tuple(records.captions[i][c] for i, c in pairs),
+    )
+
+
+def real_images_of(caption_set: CaptionSet, records: Records) -> np.ndarray:
+    """The real image of each pair of the set, checking that the records still hold the same captions."""
+    index = {image_id: i for i, image_id in enumerate(records.image_ids)}
+    rows = []
+    for image_id, caption_index, caption in zip(
+        caption_set.image_ids, caption_set.caption_indices, caption_set.captions, strict=True
+    ):
+        row = index.get(image_id)
+        if (
+            row is None
+            or caption_index >= len(records.captions[row])
+            or records.captions[row][caption_index] != caption
+        ):
+            raise ValueError(
+                f"caption set {caption_set.id} does not match the records: image {image_id} caption {caption_index}"
+            )
+        rows.append(row)
+    return records.images[rows]

@@ -1,0 +1,278 @@
+"""The evaluation step: score a generator on a fixed caption set and write evaluation.json + report.html.
+
+Everything is scored through a plain callable `generate(captions, seed) -> uint8 (n, H, W, 3)`, so
+the metrics run alike on a trained model, an untrained one, or images a test constructs; a model
+folder becomes such a callable in `generator_from_model_dir`. Each image set (the model, an
+optional untrained baseline, the real images of the caption set as the ceiling) gets FID and KID
+against the real images of the split, R-precision, and on the demo data caption accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch_fidelity
+from PIL import Image
+
+from components.demo_data import caption_accuracy
+
+from .config import DUAL, EvalConfig
+from .data import CaptionSet, choose_caption_set, read_records, real_images_of
+from .dual_encoder import dual_encoder_for
+from .fidelity import RealFeaturesKey, cached_real_features, create_extractor, extract_features, fid_kid
+from .report import png_bytes, render_html, sample_grid
+from .rprecision import CLIPEncoder, ImageTextEncoder, caption_pool, score_images
+
+Generate = Callable[[list[str], int], np.ndarray]
+METRIC_KEYS = ("fid", "kid_mean", "kid_std", "r_precision", "r_precision_std", "caption_accuracy")
+
+
+def generator_from_pipeline(pipeline, *, batch_size: int = 32) -> Generate:
+    """generate(captions, seed): image i drawn from noise (seed, i), captions encoded and generated in batches."""
+    from model.sampling import image_noise, to_uint8
+
+    def generate(captions: list[str], seed: int) -> np.ndarray:
+        z_dim = pipeline.generator.config.z_dim
+        out = []
+        for start in range(0, len(captions), batch_size):
+            chunk = list(captions[start : start + batch_size])
+            z = torch.stack([image_noise(seed=seed, index=start + i, z_dim=z_dim) for i in range(len(chunk))])
+            out.append(to_uint8(pipeline.generate(pipeline.text_encoder(chunk), z)))
+        return np.concatenate(out)
+
+    return generate
+
+
+def generator_from_model_dir(model_dir: str | Path, *, batch_size: int = 32) -> tuple[Generate, object]:
+    """A model folder (config.json + generator.safetensors) as (generate, TextToImage)."""
+    from model.sampling import TextToImage
+
+    pipeline = TextToImage.from_pretrained(model_dir)
+    return generator_from_pipeline(pipeline, batch_size=batch_size), pipeline
+
+
+def untrained_like(pipeline, *, seed: int):
+    """A TextToImage of the same architecture and text encoder with freshly initialised generator weights."""
+    from model.generator import Generator
+    from model.sampling import TextToImage
+
+    torch.manual_seed(seed)
+    return TextToImage(text_encoder=pipeline.text_encoder, generator=Generator(pipeline.generator.config))
+
+
+def generate_set(generate: Generate, captions: list[str], *, seed: int) -> np.ndarray:
+    images = np.asarray(generate(list(captions), seed))
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(captions):
+        raise ValueError(
+            f"generate must return uint8 (n={len(captions)}, H, W, 3) images, got {images.dtype} {images.shape}"
+        )
+    return images
+
+
+def resize_all(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (n, h, w, 3) -> (n, size[0], size[1], 3), bilinear; unchanged when already that size."""
+    if images.shape[1:3] == size:
+        return images
+    height, width = size
+    return np.stack([np.asarray(Image.fromarray(i).resize((width, height), Image.Resampling.BILINEAR)) for i in images])
+
+
+def mean_caption_accuracy(images: np.ndarray, captions: list[str]) -> float | None:
+    """Mean over pairs of the fraction of each caption's facts found in its image (pairs without facts skipped)."""
+    scores = [caption_accuracy(image, caption) for image, caption in zip(images, captions, strict=True)]
+    scores = [s for s in scores if not math.isnan(s)]
+    return float(np.mean(scores)) if scores else None
+
+
+def rprecision_encoder(config: EvalConfig, *, data_root, data_version: str, log) -> ImageTextEncoder:
+    if config.rprecision_encoder == DUAL:
+        return dual_encoder_for(
+            data_root=data_root,
+            source=config.source,
+            data_version=data_version,
+            config=config.dual_encoder,
+            cache_dir=Path(config.cache_dir),
+            log=log,
+        )
+    return CLIPEncoder(config.rprecision_encoder)
+
+
+def evaluation_key(*parts: dict) -> str:
+    """Hash of what makes two evaluations comparable: same key, same set, extractor, encoder and settings."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluate(
+    *,
+    data_root: str | Path,
+    out_dir: str | Path,
+    data_version: str,
+    config: EvalConfig | None = None,
+    model_dir: str | Path | None = None,
+    generate: Generate | None = None,
+    encoder: ImageTextEncoder | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Score a model folder (or a `generate` callable) and write caption_set.json, samples.png,
+    evaluation.json and report.html into `out_dir`. `encoder` overrides the configured R-precision
+    encoder (tests pass constructed ones). Returns the evaluation summary (evaluation.json)."""
+    config = config or EvalConfig()
+    if (model_dir is None) == (generate is None):
+        raise ValueError("give exactly one of model_dir and generate")
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipeline, provenance = None, {}
+    if model_dir is not None:
+        generate, pipeline = generator_from_model_dir(model_dir, batch_size=config.generation_batch)
+        provenance = dict(pipeline.provenance)
+
+    records = read_records(data_root, config.source, config.split)
+    if config.caption_set:
+        caption_set = CaptionSet.load(config.caption_set)
+        if caption_set.data_version != data_version:
+            raise ValueError(
+                f"caption set {config.caption_set} was drawn from data version {caption_set.data_version}, "
+                f"evaluating data version {data_version}"
+            )
+    else:
+        caption_set = choose_caption_set(
+            records,
+            size=config.num_samples,
+            seed=config.seed,
+            data_version=data_version,
+            source=config.source,
+            split=config.split,
+        )
+    caption_set.save(out_dir / "caption_set.json")
+    captions = list(caption_set.captions)
+    log(f"evaluate: caption set {caption_set.id}, {len(caption_set)} pairs from {config.source}/{config.split}")
+
+    timings = {}
+    clock = time.perf_counter()
+    image_sets = {"model": generate_set(generate, captions, seed=config.seed)}
+    timings["generate_seconds"] = time.perf_counter() - clock
+    image_size = image_sets["model"].shape[1:3]
+    if config.untrained_baseline:
+        if pipeline is None:
+            raise ValueError("untrained_baseline needs a model folder (its architecture is what gets re-initialised)")
+        untrained = generator_from_pipeline(
+            untrained_like(pipeline, seed=config.seed), batch_size=config.generation_batch
+        )
+        image_sets["untrained"] = generate_set(untrained, captions, seed=config.seed)
+    real_split = resize_all(records.images, image_size)
+    image_sets["real"] = resize_all(real_images_of(caption_set, records), image_size)
+
+    # FID / KID against all real images of the split; the real set's features are rows of those.
+    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
+    key = RealFeaturesKey(
+        data_version=data_version,
+        source=config.source,
+        split=config.split,
+        extractor=extractor.name,
+        weights_sha256=extractor.weights_sha256,
+        resize=extractor.resize,
+        image_size=int(image_size[0]),
+        num_images=len(records),
+    )
+    clock = time.perf_counter()
+    real_features, cache_hit = cached_real_features(
+        key, Path(config.cache_dir), lambda: extract_features(real_split, extractor, batch_size=config.feature_batch)
+    )
+    timings["real_features_seconds"] = time.perf_counter() - clock
+    log(f"evaluate: real features of {len(records)} images {'from cache' if cache_hit else 'computed'}")
+    row_of = {image_id: i for i, image_id in enumerate(records.image_ids)}
+    set_rows = [row_of[i] for i in caption_set.image_ids]
+    clock = time.perf_counter()
+    features = {
+        name: real_features[set_rows]
+        if name == "real"
+        else extract_features(images, extractor, batch_size=config.feature_batch)
+        for name, images in image_sets.items()
+    }
+    timings["generated_features_seconds"] = time.perf_counter() - clock
+    generated_count = sum(len(images) for name, images in image_sets.items() if name != "real")
+    fidelity_settings = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets}
+    scores = {name: fid_kid(f, real_features, **fidelity_settings, seed=config.seed) for name, f in features.items()}
+
+    # R-precision with an encoder independent of GAN training.
+    clock = time.perf_counter()
+    encoder = encoder or rprecision_encoder(config, data_root=data_root, data_version=data_version, log=log)
+    pool, owned_by_record = caption_pool(records.captions)
+    pool_embeddings = encoder.encode_texts(pool)
+    for name, images in image_sets.items():
+        scores[name].update(
+            score_images(
+                encoder,
+                images,
+                captions,
+                pool,
+                pool_embeddings,
+                owned_by_record[set_rows],
+                candidates=config.rprecision_candidates,
+                repeats=config.rprecision_repeats,
+                seed=config.seed,
+            )
+        )
+        if config.demo_shapes:
+            scores[name]["caption_accuracy"] = mean_caption_accuracy(images, captions)
+    timings["rprecision_seconds"] = time.perf_counter() - clock
+
+    encoder_info = encoder.describe()
+    produced_by = {
+        "extractor": extractor.describe(),
+        "torch_fidelity": torch_fidelity.__version__,
+        "image_size": int(image_size[0]),
+        "num_generated": len(captions),
+        "num_real": len(records),
+        "generation": {"seed": config.seed, "noise": "image i from (seed, i), model.sampling.image_noise"},
+        "rprecision_encoder": encoder_info,
+        "rprecision": {"candidates": config.rprecision_candidates, "repeats": config.rprecision_repeats},
+        "kid": fidelity_settings,
+    }
+    comparable = {
+        "data_version": data_version,
+        "caption_set": caption_set.id,
+        **{k: v for k, v in produced_by.items() if k not in ("torch_fidelity",)},
+        "rprecision_encoder": encoder_info.get("version") or encoder_info.get("weights_sha256") or encoder_info["name"],
+    }
+    summary = {
+        "model": {"path": str(model_dir) if model_dir is not None else None, "provenance": provenance},
+        "data_version": data_version,
+        "data_root": str(data_root),
+        "source": config.source,
+        "split": config.split,
+        "caption_set": {"id": caption_set.id, "size": len(caption_set), "path": str(out_dir / "caption_set.json")},
+        "evaluation_key": evaluation_key(comparable),
+        "metrics": {k: v for k, v in scores["model"].items() if k in METRIC_KEYS},
+        "scores": {name: {k: v for k, v in s.items() if k in METRIC_KEYS} for name, s in scores.items()},
+        "details": scores,
+        "produced_by": produced_by,
+        "config": config.to_dict(),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+    grid_count = min(config.grid_captions, len(captions))
+    grid_png = None
+    if grid_count:
+        rows = ["real", *(name for name in image_sets if name != "real")]
+        grid_png = png_bytes(sample_grid({name: image_sets[name][:grid_count] for name in rows}))
+        (out_dir / "samples.png").write_bytes(grid_png)
+    html_text = render_html(
+        summary, grid_png=grid_png, grid_rows=rows if grid_count else [], grid_captions=captions[:grid_count]
+    )
+    (out_dir / "report.html").write_text(html_text)
+    total = time.perf_counter() - started
+    summary["timings"]["total_seconds"] = round(total, 2)
+    summary["timings"]["generated_images_per_second"] = round(generated_count / total, 3)
+    summary["files"] = {name: str(out_dir / name) for name in ("evaluation.json", "report.html", "caption_set.json")}
+    (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2))
+    log(f"evaluate: {json.dumps(summary['scores'])}")
+    return summary

@@ -1,0 +1,100 @@
+"""The promotion gate: absolute thresholds, then no regression against the champion on the same evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    max_fid: float = 150.0  # absolute ceiling; the demo's 64 px shapes sit far above COCO's ~10 (paper: 9.33)
+    min_rprecision: float = 0.1  # absolute floor of R@1 (chance is 1 / candidates = 0.01)
+    fid_tolerance: float = 5.0  # the candidate may be worse than the champion by at most this much FID
+    rprecision_tolerance: float = 0.02  # ... and by at most this much R@1
+    reevaluate_champion: bool = True  # score the champion on the candidate's evaluation when it has no such score
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{f.name} must be non-negative, got {getattr(self, f.name)}"
+            for f in fields(self)
+            if f.type == "float" and not getattr(self, f.name) >= 0
+        ]
+        if not 0 <= self.min_rprecision <= 1:
+            problems.append(f"min_rprecision must be in [0, 1], got {self.min_rprecision}")
+        if problems:
+            raise ValueError("invalid gate config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GateConfig:
+        known = {f.name for f in fields(cls)}
+        if unknown := set(values) - known:
+            raise ValueError(f"unknown gate config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str]
+    candidate: dict
+    champion: dict | None
+    thresholds: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(candidate: dict, champion: dict | None, config: GateConfig) -> Decision:
+    """Promote when every check passes.
+
+    candidate: {"fid", "r_precision", "evaluation_key", ...}; champion: the same keys for the current
+    champion scored on the same evaluation, plus "version", or None when there is no champion yet.
+    A champion scored on a different evaluation (another key) cannot be compared: no promotion.
+    """
+    checks: list[tuple[bool, str]] = []
+    fid, rprecision = candidate["fid"], candidate["r_precision"]
+    checks.append((fid <= config.max_fid, f"FID {fid:.4g} {'<=' if fid <= config.max_fid else '>'} {config.max_fid}"))
+    checks.append(
+        (
+            rprecision >= config.min_rprecision,
+            f"R-precision {rprecision:.4g} {'>=' if rprecision >= config.min_rprecision else '<'} "
+            f"{config.min_rprecision}",
+        )
+    )
+    if champion is None:
+        checks.append((True, "no champion yet: the first model to pass the thresholds becomes champion"))
+    elif champion.get("evaluation_key") != candidate["evaluation_key"]:
+        checks.append(
+            (
+                False,
+                f"champion v{champion.get('version')} has no scores on evaluation {candidate['evaluation_key']} "
+                f"(it was scored on {champion.get('evaluation_key')}): cannot compare",
+            )
+        )
+    else:
+        version = champion.get("version")
+        fid_limit = champion["fid"] + config.fid_tolerance
+        checks.append(
+            (
+                fid <= fid_limit,
+                f"FID {fid:.4g} vs champion v{version} {champion['fid']:.4g}: "
+                f"{'within' if fid <= fid_limit else 'worse than'} tolerance {config.fid_tolerance}",
+            )
+        )
+        rprecision_limit = champion["r_precision"] - config.rprecision_tolerance
+        checks.append(
+            (
+                rprecision >= rprecision_limit,
+                f"R-precision {rprecision:.4g} vs champion v{version} {champion['r_precision']:.4g}: "
+                f"{'within' if rprecision >= rprecision_limit else 'worse than'} tolerance "
+                f"{config.rprecision_tolerance}",
+            )
+        )
+    promote = all(ok for ok, _ in checks)
+    reasons = [f"{'pass' if ok else 'FAIL'}: {text}" for ok, text in checks]
+    return Decision(
+        promote=promote, reasons=reasons, candidate=candidate, champion=champion, thresholds=config.to_dict()
+    )

@@ -1,0 +1,88 @@
+"""The MLflow Model Registry side: model folders as versions, their scores and lineage as tags, aliases.
+
+A version's artifacts are the model folder (config.json + generator.safetensors), logged under a
+run and registered with `create_model_version(source="runs:/<run>/model")`: mlflow's
+`register_model` fails on a plain folder. Tags carry lineage (training run, data version,
+evaluation set and key, code version) and scores: `metric.<name>` for the version's own
+evaluation, and `scores.<evaluation key>` (JSON) for every evaluation it was scored on, which is
+how a champion is compared with a later candidate on the same evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SCORE_TAG = "scores."
+METRIC_TAG = "metric."
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def client(tracking_uri: str):
+    """An MlflowClient for `tracking_uri` (sqlite:///... locally: mlflow refuses plain folder stores)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def version_by_alias(mlflow_client, name: str, alias: str):
+    """The version `alias` points at, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def ensure_registered_model(mlflow_client, name: str, *, description: str = "") -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        mlflow_client.create_registered_model(name, description=description or None)
+
+
+def scores_on(version, evaluation_key: str) -> dict | None:
+    """The scores a version holds for one evaluation (from its tags), or None."""
+    raw = version.tags.get(SCORE_TAG + evaluation_key)
+    return json.loads(raw) if raw else None
+
+
+def record_scores(mlflow_client, name: str, version: str, evaluation_key: str, scores: dict) -> None:
+    mlflow_client.set_model_version_tag(name, version, SCORE_TAG + evaluation_key, json.dumps(scores, sort_keys=True))
+
+
+def register_version(mlflow_client, *, name: str, run_id: str, artifact_path: str, tags: dict, description: str):
+    """A new version of `name` whose source is the run's artifact folder."""
+    ensure_registered_model(mlflow_client, name, description="XMC-GAN text-to-image generators")
+    return mlflow_client.create_model_version(
+        name,
+        source=f"runs:/{run_id}/{artifact_path}",
+        run_id=run_id,
+        tags={k: str(v) for k, v in tags.items()},
+        description=description,
+    )
+
+
+def download_model(name: str, *, tracking_uri: str, alias: str = CHAMPION, dst: str | Path | None = None) -> Path:
+    """The model folder of `models:/name@alias` (or `name/version` when `alias` is a version number)."""
+    import mlflow
+
+    client(tracking_uri)
+    uri = f"models:/{name}/{alias}" if str(alias).isdigit() else f"models:/{name}@{alias}"
+    return Path(mlflow.artifacts.download_artifacts(uri, dst_path=None if dst is None else str(dst)))
+
+
+def load_champion(name: str, *, tracking_uri: str, alias: str = CHAMPION, device: str = "cpu"):
+    """`models:/<name>@<alias>` as a TextToImage ready to sample."""
+    from model.sampling import TextToImage
+
+    return TextToImage.from_pretrained(download_model(name, tracking_uri=tracking_uri, alias=alias), device=device)
