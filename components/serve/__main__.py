@@ -1,0 +1,51 @@
+"""python -m components.serve [--model-uri URI] [options]: serve the generator over KServe V1 and V2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..cli import add_config_arguments, config_from_arguments, load_params
+from .config import DEFAULT_MODEL_URI, ServeConfig
+
+HELP = {
+    "model_uri": f"a model folder, models:/NAME@ALIAS or models:/NAME/VERSION (default {DEFAULT_MODEL_URI})",
+    "tracking_uri": "MLflow tracking URI for models:/ URIs (default: the MLFLOW_TRACKING_URI environment variable)",
+    "model_name": "name on the endpoint paths /v1/models/NAME:predict and /v2/models/NAME/infer",
+    "host": "address to listen on (0.0.0.0 in a container, 127.0.0.1 for a local test)",
+    "http_port": "HTTP port",
+    "device": "torch device for the generator and text encoder (cpu, cuda, cuda:1)",
+    "max_prompts": "most prompts in one request",
+    "max_images_per_prompt": "most images per prompt",
+    "max_images_per_request": "most images in one request (prompts x images per prompt)",
+    "max_prompt_chars": "longest prompt in characters",
+    "max_body_bytes": "largest request body in bytes (413 beyond)",
+    "max_batch_images": "most images in one generator call, gathered across requests",
+    "batch_wait_ms": "how long a batch waits for more requests after its first (milliseconds)",
+    "max_queued_images": "most images waiting across requests before new requests get 503",
+}
+
+
+def parse_config(argv: list[str] | None = None) -> ServeConfig:
+    parser = argparse.ArgumentParser(prog="python -m components.serve", description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("--params", type=Path, help="a params.yaml whose `serve` section gives defaults")
+    add_config_arguments(parser, ServeConfig, HELP)
+    args = parser.parse_args(argv)
+    return config_from_arguments(parser, args, ServeConfig, section=load_params(args.params, "serve"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(argv)
+    # MKL's strict reproducible mode, read when MKL first runs: with it a batched image equals the
+    # same image made alone (the predictor checks this at load; see batch_invariant_renderer)
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+    del sys.argv[1:]  # kserve parses sys.argv when imported; these options are ours, not its
+    from .server import serve
+
+    sys.exit(serve(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Cross-request batching: image jobs from concurrent requests share one generator call.
+
+A request becomes one job per image. A single worker task takes jobs in arrival order, up to
+`max_batch` of them, waiting at most `wait_s` after the first for more to arrive, and runs the
+render function on them in one dedicated thread (so model access is serialised and the event
+loop stays free for health checks). A request larger than the room left in a batch is split
+across batches. Jobs waiting in total are bounded by `max_queued`: beyond it `submit` raises
+`QueueFull` at once instead of letting the queue grow.
+
+Batching is safe because the generator is batch-invariant: an image depends only on its job
+(prompt, seed, index), never on what else shares the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+BATCH_IMAGES = Histogram(
+    "xmcgan_serve_batch_images", "Images per generator call", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+)
+REJECTED_REQUESTS = Counter("xmcgan_serve_rejected_requests_total", "Requests refused because the queue was full")
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    prompt: str
+    seed: int
+    index: int  # the image's index among its prompt's images
+
+
+class QueueFull(RuntimeError):
+    pass
+
+
+@dataclass(eq=False)
+class _Request:
+    jobs: Sequence[ImageJob]
+    future: asyncio.Future
+    images: list = field(default_factory=list)  # rendered so far, in job order
+    taken: int = 0  # jobs handed to a batch so far
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        render: Callable[[Sequence[ImageJob]], np.ndarray],
+        *,
+        max_batch: int,
+        wait_s: float,
+        max_queued: int,
+    ):
+        self.render = render
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.max_queued = max_queued
+        self._waiting: deque[_Request] = deque()
+        self._queued = 0  # jobs submitted but not yet taken into a batch
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
+        self._worker: asyncio.Task | None = None
+        self._arrived: asyncio.Event | None = None
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    async def submit(self, jobs: Sequence[ImageJob]) -> np.ndarray:
+        """The rendered images of `jobs`, stacked in job order."""
+        if not jobs:
+            raise ValueError("submit needs at least one job")
+        if self._queued + len(jobs) > self.max_queued:
+            REJECTED_REQUESTS.inc()
+            raise QueueFull(f"{self._queued} images are queued; the limit is {self.max_queued}")
+        self._start_worker()
+        request = _Request(jobs=jobs, future=asyncio.get_running_loop().create_future())
+        self._waiting.append(request)
+        self._queued += len(jobs)
+        self._arrived.set()
+        return await request.future
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _start_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._arrived = asyncio.Event()
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            deadline = loop.time() + self.wait_s
+            while self._queued < self.max_batch and (remaining := deadline - loop.time()) > 0:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = self._take()
+            if not batch:
+                continue
+            jobs = [job for request, start, stop in batch for job in request.jobs[start:stop]]
+            BATCH_IMAGES.observe(len(jobs))
+            try:
+                images = await loop.run_in_executor(self._thread, self.render, jobs)
+            except Exception as error:  # every request in the failed batch fails; the worker carries on
+                for request, _, _ in batch:
+                    self._fail(request, error)
+                continue
+            offset = 0
+            for request, start, stop in batch:
+                request.images.append(images[offset : offset + stop - start])
+                offset += stop - start
+                if stop == len(request.jobs) and not request.future.done():
+                    request.future.set_result(np.concatenate(request.images))
+
+    def _take(self) -> list[tuple[_Request, int, int]]:
+        """Up to max_batch jobs from the head of the queue, as (request, first job, end job) spans."""
+        batch, room = [], self.max_batch
+        while self._waiting and room:
+            request = self._waiting[0]
+            if request.future.done():  # cancelled by its caller: drop its remaining jobs
+                self._waiting.popleft()
+                self._queued -= len(request.jobs) - request.taken
+                continue
+            start = request.taken
+            stop = min(len(request.jobs), start + room)
+            batch.append((request, start, stop))
+            request.taken, room = stop, room - (stop - start)
+            self._queued -= stop - start
+            if stop == len(request.jobs):
+                self._waiting.popleft()
+        return batch
+
+    def _fail(self, request: _Request, error: Exception) -> None:
+        if request in self._waiting:  # partly taken: its remaining jobs would be wasted work
+            self._waiting.remove(request)
+            self._queued -= len(request.jobs) - request.taken
+        if not request.future.done():
+            request.future.set_exception(error)
