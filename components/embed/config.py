@@ -1,0 +1,55 @@
+"""The embed configuration: one validated object from params.yaml, the CLI or a caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from model.data import SOURCES
+from model.text_encoder import DEFAULT_TEXT_ENCODER
+
+from ..ingest.config import absolute
+
+# XMC-GAN cuts COCO captions to 17 tokens; Localized Narratives are long, 64 tokens keep most of them.
+DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    data_root: str  # ingest's output root: records/ are read from it, embeddings/ written under it
+    sources: tuple[str, ...] = ("coco", "ln_coco")
+    encoder: str = DEFAULT_TEXT_ENCODER  # a transformers encoder by hub name or local path
+    max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))  # tokens, per source
+    batch_size: int = 64
+    shards: int = 4  # Parquet files per source and split
+    runner: str = "DirectRunner"
+    beam_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        set_(self, "data_root", absolute(str(self.data_root)))
+        set_(self, "sources", tuple(self.sources))
+        set_(self, "beam_args", tuple(self.beam_args))
+        set_(self, "max_lengths", {**DEFAULT_MAX_LENGTHS, **dict(self.max_lengths)})
+        problems = []
+        if unknown := [s for s in self.sources if s not in SOURCES]:
+            problems.append(f"unknown sources {unknown} (known: {list(SOURCES)})")
+        if not self.sources or len(set(self.sources)) != len(self.sources):
+            problems.append(f"sources must be a non-empty list without repeats, got {list(self.sources)}")
+        if unknown := set(self.max_lengths) - set(SOURCES):
+            problems.append(f"max_lengths names unknown sources {sorted(unknown)}")
+        if bad := {s: n for s, n in self.max_lengths.items() if not isinstance(n, int) or not 2 <= n <= 512}:
+            problems.append(f"max_lengths must be integers in [2, 512], got {bad}")
+        if not 1 <= self.batch_size <= 4096:
+            problems.append(f"batch_size must be in [1, 4096], got {self.batch_size}")
+        if self.shards < 0:
+            problems.append(f"shards must be >= 0 (0: the runner decides), got {self.shards}")
+        if not self.encoder:
+            problems.append("encoder must name a transformers encoder or a local folder")
+        if problems:
+            raise ValueError("invalid embed config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EmbedConfig:
+        if unknown := set(values) - {f.name for f in fields(cls)}:
+            raise ValueError(f"unknown embed options {sorted(unknown)}")
+        return cls(**values)
