@@ -1,0 +1,34 @@
+"""Validate (Great Expectations): schema, nulls, caption lengths, unique ids, image sizes, captions per image,
+dead-letter fraction, split sizes and caption embeddings of the ingested data; a JSON and an HTML report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from importlib import metadata
+
+from .checks import build_tables, run_checks
+from .config import ValidateConfig
+from .report import failure_lines, write_report
+
+__all__ = ["ValidateConfig", "failure_lines", "run_validate"]
+
+
+def run_validate(*, config: ValidateConfig) -> dict:
+    """Run every check; write validation.json and validation.html; return the summary ("success" says if all held)."""
+    started = time.perf_counter()
+    results = run_checks(build_tables(config))
+    passed = sum(r["success"] for r in results)
+    summary = {
+        "success": passed == len(results),
+        "checks": len(results),
+        "passed": passed,
+        "failed": len(results) - passed,
+        "data_root": config.data_root,
+        "great_expectations": metadata.version("great_expectations"),
+        "config": asdict(config),
+        "seconds": round(time.perf_counter() - started, 3),
+        "results": results,
+    }
+    summary["reports"] = write_report(summary, config.report_dir)
+    return summary
