@@ -166,7 +166,7 @@ def schema_problems(errors: list[dict]) -> list[str]:
         else:
             problems.setdefault(json_path(parts), error["msg"])
     for path, types in accepted.items():
-        problems[path] = f"must be a {' or '.join(types)}, {problems[path]}"
+        problems[path] = f"must be a {', '.join(types[:-1])} or {types[-1]}, {problems[path]}"
     return [f"{path}: {problem}" for path, problem in problems.items()]
 
 

@@ -59,7 +59,7 @@ def weights_digest(model_dir: Path) -> str:
 def check_model_dir(model_dir: Path, described_as: str) -> Path:
     missing = [name for name in ("config.json", WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{described_as} ({model_dir}) is not a model folder: missing {', '.join(missing)}")
+        raise FileNotFoundError(f"{described_as}: {model_dir} is not a model folder; missing {', '.join(missing)}")
     return model_dir
 
 
@@ -67,20 +67,20 @@ def resolve_model_source(uri: str, *, tracking_uri: str | None = None, download_
     """The local model folder for `uri`, downloading a registered version into `download_dir` if needed."""
     ref = parse_registry_uri(uri)
     if ref is None:
-        path = check_model_dir(Path(uri).expanduser().resolve(), f"model path {uri!r}")
+        path = check_model_dir(Path(uri).expanduser().resolve(), "model path")
         return ModelSource(path=path, version=weights_digest(path), uri=str(path))
 
     import mlflow
     from mlflow import MlflowClient
 
-    version = ref.version
-    if version is None:
-        version = MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(ref.name, ref.alias).version
+    # mlflow's own models:/ download reads the process-global registry URI; resolving the version's
+    # storage location with a client of our own keeps the configured URI in charge
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = ref.version or client.get_model_version_by_alias(ref.name, ref.alias).version
     pinned = f"models:/{ref.name}/{version}"
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=pinned,
+        artifact_uri=client.get_model_version_download_uri(ref.name, version),
         tracking_uri=tracking_uri,
-        registry_uri=tracking_uri,
         dst_path=None if download_dir is None else str(download_dir),
     )
     return ModelSource(
