@@ -1,0 +1,115 @@
+"""Evaluation data: reading records, the fixed caption set (seeded, stored, checked against the data).
+
+`write_records` here builds the records Parquet of the data contract from the demo dataset; the
+other evaluation tests import it.
+"""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from components.evaluate.data import CaptionSet, choose_caption_set, read_records, real_images_of
+from model.data import RECORD_SCHEMA, records_dir
+
+
+def write_records(raw: Path, root: Path, *, size: int = 64, shards: int = 2) -> Path:
+    """The demo dataset's COCO captions as records/coco/<split>/part-*.parquet (RECORD_SCHEMA, PNG bytes)."""
+    for split in ("train", "val"):
+        coco = json.loads((raw / "annotations" / f"captions_{split}2017.json").read_text())
+        captions = {}
+        for annotation in coco["annotations"]:
+            captions.setdefault(annotation["image_id"], []).append(annotation["caption"])
+        rows = []
+        for image in coco["images"]:
+            pixels = Image.open(raw / f"{split}2017" / image["file_name"]).convert("RGB").resize((size, size))
+            png = io.BytesIO()
+            pixels.save(png, format="PNG")
+            rows.append(
+                {
+                    "image_id": str(image["id"]),
+                    "source": "coco",
+                    "split": split,
+                    "file_name": image["file_name"],
+                    "image": png.getvalue(),
+                    "width": size,
+                    "height": size,
+                    "original_width": image["width"],
+                    "original_height": image["height"],
+                    "captions": captions[image["id"]],
+                }
+            )
+        folder = Path(records_dir(root, "coco", split))
+        folder.mkdir(parents=True, exist_ok=True)
+        for shard in range(shards):  # interleaved shards: readers must not depend on file order
+            table = pa.Table.from_pylist(rows[shard::shards], schema=RECORD_SCHEMA)
+            pq.write_table(table, folder / f"part-{shard:05d}-of-{shards:05d}.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def records_root(demo_root, tmp_path_factory):
+    return write_records(demo_root, tmp_path_factory.mktemp("processed"))
+
+
+def test_records_are_read_sorted_and_decoded(records_root):
+    records = read_records(records_root, "coco", "val")
+    assert len(records) == 16
+    assert records.image_ids == sorted(records.image_ids)
+    assert records.images.shape == (16, 64, 64, 3) and records.images.dtype == np.uint8
+    assert all(len(c) == 5 for c in records.captions)
+    assert read_records(records_root, "coco", "val", image_size=32).images.shape == (16, 32, 32, 3)
+
+
+def test_missing_split_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"records/coco/val"):
+        read_records(tmp_path, "coco", "val")
+
+
+def test_caption_set_is_seeded_distinct_images_first_and_stored(records_root, tmp_path):
+    records = read_records(records_root, "coco", "val")
+    choose = lambda size, seed: choose_caption_set(  # noqa: E731
+        records, size=size, seed=seed, data_version="v1", source="coco", split="val"
+    )
+    first, again, other = choose(12, 0), choose(12, 0), choose(12, 1)
+    assert first == again and first.id == again.id
+    assert first.id != other.id
+    assert len(set(first.image_ids)) == 12  # fewer pairs than images: each image once
+    larger = choose(40, 0)
+    assert len(set(larger.image_ids)) == 16  # every image before any repeats
+    assert len(set(zip(larger.image_ids, larger.caption_indices, strict=True))) == 40  # no pair twice
+    for image_id, index, caption in zip(first.image_ids, first.caption_indices, first.captions, strict=True):
+        assert records.captions[records.image_ids.index(image_id)][index] == caption
+
+    path = tmp_path / "caption_set.json"
+    first.save(path)
+    assert CaptionSet.load(path) == first
+    edited = json.loads(path.read_text())
+    edited["captions"][0] = "a purple elephant"
+    path.write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="edited"):
+        CaptionSet.load(path)
+
+
+def test_caption_set_larger_than_the_data_is_refused(records_root):
+    records = read_records(records_root, "coco", "val")
+    with pytest.raises(ValueError, match="exceeds the 80"):
+        choose_caption_set(records, size=81, seed=0, data_version="v1", source="coco", split="val")
+
+
+def test_real_images_follow_the_set_and_detect_changed_data(records_root):
+    records = read_records(records_root, "coco", "val")
+    caption_set = choose_caption_set(records, size=5, seed=3, data_version="v1", source="coco", split="val")
+    real = real_images_of(caption_set, records)
+    for image, image_id in zip(real, caption_set.image_ids, strict=True):
+        assert np.array_equal(image, records.images[records.image_ids.index(image_id)])
+    changed = CaptionSet.from_dict(
+        {**caption_set.to_dict(), "captions": ["not this caption", *caption_set.captions[1:]]}
+    )
+    with pytest.raises(ValueError, match="does not match the records"):
+        real_images_of(changed, records)
