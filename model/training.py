@@ -167,7 +167,7 @@ def noise(*, seed: int, step: int, phase: int, micro: int, global_batch: int, z_
     """This rank's slice of the global batch's z: the same numbers whatever the number of ranks."""
     state = int(np.random.SeedSequence([seed, step, phase, micro]).generate_state(1, np.uint64)[0])
     generator = torch.Generator().manual_seed(state)
-    z = torch.randn(global_batch, z_dim, generator=generator)
+    z = torch.randn(global_batch, z_dim, generator=generator, dtype=torch.float32)
     per_rank = global_batch // world
     return z[rank * per_rank : (rank + 1) * per_rank]
 

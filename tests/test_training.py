@@ -1,0 +1,337 @@
+"""Training: distributed gradients, exact resume after a kill, checkpoint integrity, MLflow tracking."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from model.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from model.config import preset
+from model.discriminator import Discriminator
+from model.generator import Generator
+from model.objective import XMCGANLoss
+from model.text_encoder import TextEmbedding
+from model.training import TrainConfig, average_gradients, noise, train
+from model.training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
+from model.vgg import VGG19Features
+
+TINY_MODEL = {"image_size": 32, "g_base": 8, "g_channels": [4, 2, 1], "d_base": 8, "d_channels": [1, 2, 4, 4]}
+TINY_LOSS = {"vgg_layer": "block2_pool", "vgg_input_size": 32}
+
+
+def tiny_config(run_dir: Path, data_root: Path, **overrides) -> TrainConfig:
+    values = dict(
+        run_dir=str(run_dir),
+        data_root=str(data_root),
+        model_overrides=TINY_MODEL,
+        loss_overrides=TINY_LOSS,
+        batch_size=8,
+        total_images=64,
+        tick_images=16,
+        checkpoint_images=32,
+        sample_every_ticks=1,
+        sample_count=4,
+        workers=0,
+    )
+    return TrainConfig.from_dict({**values, **overrides})
+
+
+def weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: load_file(folder / f"{name}.safetensors") for name in ("generator", "generator_ema", "discriminator")}
+
+
+# ---------------------------------------------------------------------------------------------
+# The data stream
+
+
+def test_ranks_split_each_global_batch_without_overlap():
+    shares = [rank_batches(start=40, global_batch=8, rank=r, world_size=2) for r in range(2)]
+    for step in range(3):
+        positions = [next(s) for s in shares]
+        assert positions[0] + positions[1] == list(range(40 + 8 * step, 48 + 8 * step))
+
+
+def test_stream_is_a_function_of_seed_and_position(processed_demo, tmp_path):
+    folder = prepare_arrays(
+        data_root=processed_demo,
+        sources=("coco",),
+        split="train",
+        encoder_name="sentence-transformers/all-MiniLM-L6-v2",
+        max_lengths={"coco": 17},
+        image_size=32,
+        cache_dir=tmp_path,
+    )
+    arrays = TrainingArrays.load(folder)
+    assert len(arrays) == 48 and arrays.images.shape == (48, 32, 32, 3)
+    assert arrays.caption_offsets[-1] == len(arrays.captions) == 240
+    first, again = PositionStream(arrays, seed=3), PositionStream(arrays, seed=3)
+    for position in (0, 47, 48, 1000):
+        a, b = first[position], again[position]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    epoch0 = {int(first[p]["caption"]) for p in range(48)}
+    images0 = sorted(int(np.searchsorted(arrays.caption_offsets, c, side="right") - 1) for c in epoch0)
+    assert images0 == list(range(48))  # an epoch visits every image once
+
+    # workers do not change what a rank sees
+    def batches(workers):
+        loader = torch.utils.data.DataLoader(
+            first, batch_sampler=rank_batches(start=8, global_batch=8, rank=1, world_size=2), num_workers=workers
+        )
+        iterator = iter(loader)
+        return [next(iterator)["caption"] for _ in range(3)]
+
+    assert all(torch.equal(a, b) for a, b in zip(batches(0), batches(2), strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed gradients: 2 gloo processes against one process over the same global batch
+
+
+def _phase_gradients(real, text, z, *, sync: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+    model_config, loss_config = preset("cpu-64", **TINY_MODEL, text_dim=text.words.shape[-1], sync_batch_stats=sync)
+    loss_config = loss_config.replace(**TINY_LOSS, gather_negatives=sync)
+    torch.manual_seed(seed)
+    generator, discriminator = Generator(model_config), Discriminator(model_config)
+    loss = XMCGANLoss(
+        generator=generator,
+        discriminator=discriminator,
+        vgg=VGG19Features(layer=loss_config.vgg_layer, input_size=loss_config.vgg_input_size).double(),
+        config=loss_config,
+    )
+    loss.discriminator_loss(real=real, text=text, z=z)[0].backward()
+    average_gradients(discriminator)
+    grads = {f"D.{n}": p.grad.clone() for n, p in discriminator.named_parameters() if p.grad is not None}
+    discriminator.zero_grad(set_to_none=True)
+    loss.generator_loss(real=real, text=text, z=z)[0].backward()
+    average_gradients(generator)
+    grads.update({f"G.{n}": p.grad.clone() for n, p in generator.named_parameters() if p.grad is not None})
+    return grads
+
+
+def _global_batch(arrays_folder: str, size: int):
+    """The first global batch of the stream, in float64: the comparison then isolates the
+    distributed arithmetic from float32 rounding, which changes with the order of sums."""
+    stream = PositionStream(TrainingArrays.load(arrays_folder), seed=0)
+    items = [stream[p] for p in range(size)]
+    real = torch.stack([i["image"] for i in items]).double()
+    words, mask, sentence = (torch.stack([i[k] for i in items]) for k in ("words", "mask", "sentence"))
+    z = noise(seed=0, step=0, phase=0, micro=0, global_batch=size, z_dim=preset("cpu-64")[0].z_dim, rank=0, world=1)
+    return real, TextEmbedding(words.double(), mask, sentence.double()), z.double()
+
+
+def _rank_worker(rank: int, arrays_folder: str, out: str, port: int, sync: bool) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    real, text, z = _global_batch(arrays_folder, 8)
+    half = slice(4 * rank, 4 * rank + 4)
+    grads = _phase_gradients(real[half], text[half], z[half], sync=sync)
+    if rank == 0:
+        torch.save(grads, out)
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sync", [True, False], ids=["synced-stats-global-negatives", "per-process-stats"])
+def test_two_processes_compute_the_gradients_of_one(processed_demo, tmp_path, sync, request):
+    folder = str(
+        prepare_arrays(
+            data_root=processed_demo,
+            sources=("coco",),
+            split="train",
+            encoder_name="sentence-transformers/all-MiniLM-L6-v2",
+            max_lengths={"coco": 17},
+            image_size=32,
+            cache_dir=tmp_path,
+        )
+    )
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_rank_worker, args=(folder, str(out), _free_port(), sync), nprocs=2, join=True)
+    distributed = torch.load(out, weights_only=True)
+
+    real, text, z = _global_batch(folder, 8)
+    torch.set_default_dtype(torch.float64)
+    request.addfinalizer(lambda: torch.set_default_dtype(torch.float32))
+    if sync:  # one process, whole batch: batch statistics and negatives over all 8 samples
+        single = _phase_gradients(real, text, z, sync=False)
+    else:  # the documented choice without sync: each process normalises and contrasts its own half
+        halves = [_phase_gradients(real[h], text[h], z[h], sync=False) for h in (slice(0, 4), slice(4, 8))]
+        single = {k: (halves[0][k] + halves[1][k]) / 2 for k in halves[0]}
+    assert distributed.keys() == single.keys() and len(single) > 10
+    for name, grad in single.items():  # biases before batch norm have zero true gradient: absolute floor
+        error = (distributed[name] - grad).abs().max().item()
+        assert error <= 1e-9 * grad.abs().max().item() + 1e-12, f"{name}: max error {error:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _save(directory, images, value, **kwargs):
+    tensor = {"w": torch.full((3,), float(value))}
+    return save_checkpoint(
+        directory,
+        images_seen=images,
+        weights=dict.fromkeys(("generator", "generator_ema", "discriminator"), tensor),
+        state={"images_seen": images, "step": images // 8},
+        config={"seed": 0},
+        **kwargs,
+    )
+
+
+def test_corrupted_or_partial_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    _save(tmp_path, 8, 1.0)
+    newest = _save(tmp_path, 16, 2.0)
+    assert load_latest_checkpoint(tmp_path).state["images_seen"] == 16
+    with open(newest / "generator.safetensors", "r+b") as f:  # a truncated copy
+        f.truncate(20)
+    loaded = load_latest_checkpoint(tmp_path)
+    assert loaded.state["images_seen"] == 8 and float(loaded.weights["generator"]["w"][0]) == 1.0
+    assert "does not match its sha256" in caplog.text
+    (tmp_path / "ckpt-000000000024").mkdir()  # a folder with no manifest: never the latest
+    (tmp_path / ".tmp-ckpt-000000000032-1").mkdir()  # a write that died before its rename
+    assert load_latest_checkpoint(tmp_path).state["images_seen"] == 8
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    for images in (8, 16, 24, 32):
+        _save(tmp_path, images, images, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-000000000024", "ckpt-000000000032"]
+
+
+@pytest.mark.slow
+def test_run_killed_mid_training_resumes_to_identical_weights(processed_demo, tmp_path):
+    reference = train(tiny_config(tmp_path / "reference", processed_demo, total_images=96))
+    assert reference["images_seen"] == 96
+
+    interrupted = tmp_path / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "components.train",
+        "--data-root",
+        str(processed_demo),
+        "--run-dir",
+        str(interrupted),
+        "--tracking-uri",
+        "none",
+        "--model-overrides",
+        json.dumps(TINY_MODEL),
+        "--loss-overrides",
+        json.dumps(TINY_LOSS),
+        "--batch-size",
+        "8",
+        "--total-images",
+        "100000",
+        "--checkpoint-images",
+        "32",
+        "--workers",
+        "0",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list_checkpoints(interrupted / "checkpoints") and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # at an arbitrary point after the first checkpoint
+    assert process.wait() == -signal.SIGKILL
+    killed_at = load_latest_checkpoint(interrupted / "checkpoints").state["images_seen"]
+    assert 0 < killed_at < 96
+
+    resumed = train(tiny_config(interrupted, processed_demo, total_images=96))
+    assert resumed["images_seen"] == 96
+    expected = weights(list_checkpoints(tmp_path / "reference" / "checkpoints")[-1])
+    actual = weights(list_checkpoints(interrupted / "checkpoints")[-1])
+    for network in expected:
+        for name, tensor in expected[network].items():
+            assert torch.equal(actual[network][name], tensor), f"{network}.{name} differs after resume"
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow tracking and the torchrun entry point
+
+
+@pytest.mark.slow
+def test_mlflow_run_holds_params_metrics_samples_and_model(processed_demo, tmp_path):
+    from mlflow import MlflowClient
+
+    from components.train.launch import run_training
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    summary = run_training(
+        config=tiny_config(tmp_path / "run", processed_demo), tracking_uri=uri, experiment="test-train"
+    )
+    client = MlflowClient(uri)
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["train.batch_size"] == "8" and run.data.params["model.image_size"] == "32"
+    assert run.data.tags["data_version"].endswith(".dir") and run.data.tags["code_version"]
+    history = client.get_metric_history(run.info.run_id, "d_total")
+    assert len(history) == 4 and all(np.isfinite(m.value) for m in history)  # 64 images, a tick every 16
+    assert client.get_metric_history(run.info.run_id, "images_per_second")[-1].value > 0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "images", "model", "summary.json"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
+        "model/config.json",
+        "model/generator.safetensors",
+    }
+    assert any(a.path.endswith(".png") for a in client.list_artifacts(run.info.run_id, "images"))
+    provenance = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["provenance"]
+    assert provenance["training_run_id"] == run.info.run_id and provenance["images_seen"] == 64
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_processes_train_and_write_a_loadable_model(processed_demo, tmp_path):
+    from model.sampling import TextToImage
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "components.train",
+            "--nproc-per-node",
+            "2",
+            "--data-root",
+            str(processed_demo),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--tracking-uri",
+            "none",
+            "--model-overrides",
+            json.dumps({**TINY_MODEL, "sync_batch_stats": True}),
+            "--loss-overrides",
+            json.dumps(TINY_LOSS),
+            "--batch-size",
+            "8",
+            "--total-images",
+            "32",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["images_seen"] == 32 and summary["steps"] == 2
+    pipeline = TextToImage.from_pretrained(tmp_path / "run" / "model")
+    images = pipeline(["a red circle in the center"], seed=1)
+    assert images.shape == (1, 32, 32, 3) and images.dtype == np.uint8
