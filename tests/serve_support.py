@@ -82,7 +82,10 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         command = [sys.executable, "-m", "components.serve", "--host", "127.0.0.1", "--http-port", str(self.port)]
-        environment = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", **(env or {})}
+        # one intra-op thread: the tiny test models gain nothing from more, and on a shared CPU
+        # OpenMP threads waiting for each other cost more than the work itself
+        defaults = {"MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        environment = {**os.environ, **defaults, **(env or {})}
         self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             [*command, *args], cwd=REPO, env=environment, stdout=self._log, stderr=subprocess.STDOUT

@@ -151,7 +151,13 @@ class XMCGANPredictor(kserve.Model):
             max_queued=config.max_queued_images,
         )
         self.ready = True
-        logger.info("ready: %s version %s, sizes %s", self.name, source.version, list(self.limits.sizes))
+        logger.info(
+            "ready: %s version %s, sizes %s, batched rendering bit-exact: %s",
+            self.name,
+            source.version,
+            list(self.limits.sizes),
+            self.batch_exact,
+        )
         return self.ready
 
     async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> ParsedRequest:
