@@ -69,7 +69,8 @@ class ModelConfig(_DictMixin):
     g_channels: tuple[int, ...] = (16, 8, 4, 2, 1)
     d_base: int = 96
     d_channels: tuple[int, ...] = (1, 2, 4, 8, 16, 16)
-    attention_size: int = 16  # resolution of G's word-region attention and of D's region features
+    attention_size: int = 16  # resolution at which G's word-region attention starts
+    region_size: int = 16  # resolution of D's region features for the region-word loss (authors' cond_size)
     attention_gamma: float = 15.0  # sharpening of G's word-region softmax
     sync_batch_stats: bool = False  # all-reduce G's batch-norm statistics across processes
     bn_momentum: float = 0.1  # torch convention: running = (1 - m) * running + m * batch (flax 0.9)
@@ -91,11 +92,12 @@ class ModelConfig(_DictMixin):
                     f"d_channels needs {doublings + 1} entries for {self.image_size}x{self.image_size} "
                     f"(input block, {doublings - 1} down-sampling blocks, a 4x4 block), got {len(self.d_channels)}"
                 )
-            if not (_is_power_of_two(self.attention_size) and 8 <= self.attention_size <= self.image_size // 2):
-                problems.append(
-                    f"attention_size must be a power of two in [8, image_size / 2 = {self.image_size // 2}], "
-                    f"got {self.attention_size!r}"
-                )
+            for name in ("attention_size", "region_size"):
+                size = getattr(self, name)
+                if not (isinstance(size, int) and _is_power_of_two(size) and 8 <= size <= self.image_size // 2):
+                    problems.append(
+                        f"{name} must be a power of two in [8, image_size / 2 = {self.image_size // 2}], got {size!r}"
+                    )
         for name in ("z_dim", "g_base", "d_base"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -148,6 +150,10 @@ class LossConfig(_DictMixin):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a positive number, got {value!r}")
+        if not (self.adversarial_weight or self.sentence_weight or self.word_weight):
+            problems.append(
+                "adversarial_weight, sentence_weight and word_weight are all 0: the discriminator has no loss"
+            )
         if self.vgg_layer not in VGG_LAYERS:
             problems.append(f"vgg_layer must be one of {list(VGG_LAYERS)}, got {self.vgg_layer!r}")
         else:

@@ -3,6 +3,8 @@ its conditional variants, and word-region attention; plus the authors' weight in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -20,6 +22,8 @@ def init_glorot(module: nn.Module) -> nn.Module:
             nn.init.xavier_normal_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+        if isinstance(layer, SpatialConditionalBatchNorm):
+            layer.reset_parameters()
     return module
 
 
@@ -68,38 +72,67 @@ class ConditionalBatchNorm(nn.Module):
         return self.norm(x) * (1 + self.gamma(cond)[:, :, None, None]) + self.beta(cond)[:, :, None, None]
 
 
-class SpatialConditionalBatchNorm(nn.Module):
-    """x̂ (1 + γ(c)) + β(c) with γ, β 1x1 convolutions of a condition map c (b, cond_channels, s, s).
+@dataclass
+class RegionCondition:
+    """The per-region condition of the blocks after attention, C_r = [context_r ; c], kept factored.
 
-    The authors apply the 1x1 convolutions to c nearest-upsampled to x's resolution; a 1x1
-    convolution commutes with nearest upsampling, so this computes them at c's resolution and
-    upsamples γ and β instead: the same numbers, (x's size / s)^2 times fewer operations.
+    context_r = Σ_t attention[r, t] ŵ_t is the word context of region r (model/generator.py) and
+    c the global condition; regions form a size x size grid.
     """
 
-    def __init__(self, channels: int, cond_channels: int, **norm):
+    attention: torch.Tensor  # (b, R, T), rows sum to 1, zero on padded words
+    words: torch.Tensor  # (b, T, text_dim), L2-normalised
+    global_cond: torch.Tensor  # (b, cond_dim)
+    size: int
+
+
+class SpatialConditionalBatchNorm(nn.Module):
+    """x̂ (1 + γ(C_r)) + β(C_r) with γ, β linear in each region's condition C_r = [context_r ; c].
+
+    The authors apply 1x1 convolutions to the (text_dim + cond_dim)-channel map of C, nearest-
+    upsampled to x's resolution. Both steps are linear, so the same numbers come cheaper:
+        γ_r = W [context_r ; c] + b = Σ_t attention[r, t] (W_w ŵ_t + b) + W_c c
+    projects the T words instead of the R regions, then upsamples γ to x's resolution.
+    """
+
+    def __init__(self, channels: int, text_dim: int, cond_dim: int, **norm):
         super().__init__()
         self.norm = BatchNorm(channels, **norm)
-        self.gamma = nn.Conv2d(cond_channels, channels, 1)
-        self.beta = nn.Conv2d(cond_channels, channels, 1)
+        self.gamma_words, self.gamma_global = nn.Linear(text_dim, channels), nn.Linear(cond_dim, channels, bias=False)
+        self.beta_words, self.beta_global = nn.Linear(text_dim, channels), nn.Linear(cond_dim, channels, bias=False)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        factor = x.shape[-1] // cond.shape[-1]
-        gamma, beta = self.gamma(cond), self.beta(cond)
-        if factor > 1:
-            gamma = F.interpolate(gamma, scale_factor=factor, mode="nearest")
-            beta = F.interpolate(beta, scale_factor=factor, mode="nearest")
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Glorot-normal as one (text_dim + cond_dim) -> channels layer, as the authors' 1x1 conv."""
+        channels, text_dim = self.gamma_words.weight.shape
+        std = (2 / (text_dim + self.gamma_global.in_features + channels)) ** 0.5
+        for layer in (self.gamma_words, self.gamma_global, self.beta_words, self.beta_global):
+            layer.weight.normal_(0, std)
+        self.gamma_words.bias.zero_()
+        self.beta_words.bias.zero_()
+
+    def forward(self, x: torch.Tensor, cond: RegionCondition) -> torch.Tensor:
+        factor = x.shape[-1] // cond.size
+
+        def per_region(words_layer: nn.Linear, global_layer: nn.Linear) -> torch.Tensor:
+            values = cond.attention @ words_layer(cond.words) + global_layer(cond.global_cond)[:, None]
+            values = rearrange(values, "b (h w) c -> b c h w", h=cond.size)
+            return F.interpolate(values, scale_factor=factor, mode="nearest") if factor > 1 else values
+
+        gamma, beta = per_region(self.gamma_words, self.gamma_global), per_region(self.beta_words, self.beta_global)
         return self.norm(x) * (1 + gamma) + beta
 
 
 def word_region_attention(
     regions: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, *, gamma: float
-) -> torch.Tensor:
-    """Word context of each region: c_r = Σ_t softmax_t(γ cos(r, w_t)) ŵ_t, padded words excluded.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of each region over the words: a_rt = softmax_t(γ cos(r, w_t)), padded words excluded.
 
-    regions (b, R, d), words (b, T, d), mask (b, T) bool (True: a real token) -> (b, R, d).
-    ŵ is the L2-normalised word embedding, as in the authors' attention_for_g.
+    regions (b, R, d), words (b, T, d), mask (b, T) bool (True: a real token) -> attention
+    (b, R, T) and the L2-normalised words ŵ (b, T, d); a region's word context (the authors'
+    attention_for_g) is Σ_t a_rt ŵ_t.
     """
     regions, words = F.normalize(regions, dim=-1), F.normalize(words, dim=-1)
     logits = gamma * torch.einsum("brd,btd->brt", regions, words)
     logits = logits.masked_fill(~rearrange(mask, "b t -> b 1 t"), MASKED_LOGIT)
-    return logits.softmax(-1) @ words
+    return logits.softmax(-1), words
