@@ -13,6 +13,7 @@ import pytest
 from bad_inputs import BLUE, RED, encode, exif_rotated_jpeg, two_colour, write_bad_corpus
 from PIL import Image
 
+from components.data_version import data_version
 from components.demo_data import caption_accuracy
 from components.ingest import IngestConfig, run_ingest
 from components.ingest.__main__ import parse_config
@@ -190,6 +191,15 @@ def test_demo_dataset_both_sources(demo_root, tmp_path):
     }
     assert counts["splits"]["train"]["annotations"] == {"in": 240, "written": 240, "rejected": 0}
     assert dead_letters(tmp_path, "coco") == [] and dead_letters(tmp_path, "ln_coco") == []
+
+
+def test_the_same_input_gives_byte_identical_output(bad_run, tmp_path):
+    corpus, out, _, _ = bad_run
+    ingest(corpus.root, tmp_path, sources=("coco", "ln_coco"), image_size=32, shards=2)
+    for folder in ("records", "dead_letter"):
+        assert data_version(tmp_path / folder) == data_version(out / folder)  # DVC sees no change on a re-run
+    shards = sorted(p.name for p in Path(records_dir(tmp_path, "ln_coco", "val")).iterdir())
+    assert shards == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]  # one image: one shard empty
 
 
 @pytest.mark.shared_data

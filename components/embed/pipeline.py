@@ -20,11 +20,20 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from model.data import EMBEDDING_SCHEMA, SPLITS, embeddings_dir, embeddings_root, records_dir
 from model.text_encoder import resolve_encoder_path
 
-from ..ingest.beam_io import CountsToFile, pipeline_options, read_counts, remove, scratch_path, write_json
+from ..ingest.beam_io import (
+    WriteParquetShards,
+    count,
+    fill_missing_shards,
+    pipeline_options,
+    read_counters,
+    remove,
+    write_json,
+)
 from .config import EmbedConfig
 from .handler import TextEncoderHandler
 
 ROWS_PER_ROW_GROUP = 256  # ~3 MB at 17 tokens x 384 dims in float16
+COUNTERS = "embed-counts"  # counter names: source|split|in or source|split|embedded
 
 
 def record_tables(config: EmbedConfig) -> list[tuple[str, str]]:
@@ -52,6 +61,7 @@ def encoder_width(encoder: str) -> int:
 
 def explode(record: dict):
     """A record -> ((source, split, image_id, caption index), caption) for each of its captions."""
+    count(COUNTERS, (record["source"], record["split"], "in"), len(record["captions"]))
     for index, caption in enumerate(record["captions"]):
         yield (record["source"], record["split"], record["image_id"], index), caption
 
@@ -59,6 +69,7 @@ def explode(record: dict):
 def to_row(keyed) -> dict:
     (source, split, image_id, index), result = keyed
     embedding = result.inference
+    count(COUNTERS, (source, split, "embedded"))
     return {
         "image_id": image_id,
         "source": source,
@@ -71,51 +82,41 @@ def to_row(keyed) -> dict:
     }
 
 
-def build(pipeline: beam.Pipeline, config: EmbedConfig, pairs: list[tuple[str, str]], counts_file: str) -> None:
-    counts = []
+def build(pipeline: beam.Pipeline, config: EmbedConfig, pairs: list[tuple[str, str]]) -> None:
+    root, encoder = config.data_root, config.encoder
     for max_length in sorted({config.max_lengths[source] for source, _ in pairs}):
         group = [(source, split) for source, split in pairs if config.max_lengths[source] == max_length]
         reads = [
             pipeline
             | f"Read {source} {split}"
             >> beam.io.ReadFromParquet(
-                posixpath.join(records_dir(config.data_root, source, split), "*.parquet"),
+                posixpath.join(records_dir(root, source, split), "*.parquet"),
                 columns=["image_id", "source", "split", "captions"],
             )
             for source, split in group
         ]
-        captions = (
-            reads | f"Records L{max_length}" >> beam.Flatten() | f"Captions L{max_length}" >> beam.FlatMap(explode)
-        )
-        handler = TextEncoderHandler(encoder=config.encoder, max_length=max_length, batch_size=config.batch_size)
-        rows = (
-            captions
+        handler = TextEncoderHandler(encoder=encoder, max_length=max_length, batch_size=config.batch_size)
+        _ = (
+            reads
+            | f"Records L{max_length}" >> beam.Flatten()
+            | f"Captions L{max_length}" >> beam.FlatMap(explode)
             | f"Encode L{max_length}" >> RunInference(KeyedModelHandler(handler))
             | f"Rows L{max_length}" >> beam.Map(to_row)
-        )
-        by_pair = rows | f"By source and split L{max_length}" >> beam.Partition(
-            lambda row, n, group=group: group.index((row["source"], row["split"])), len(group)
-        )
-        for (source, split), part in zip(group, by_pair, strict=True):
-            folder = embeddings_dir(config.data_root, config.encoder, max_length, source, split)
-            _ = part | f"Write {source} {split}" >> beam.io.WriteToParquet(
-                posixpath.join(folder, "part"),
-                EMBEDDING_SCHEMA,
-                row_group_buffer_size=1,
-                record_batch_size=ROWS_PER_ROW_GROUP,
-                file_name_suffix=".parquet",
-                num_shards=config.shards,
+            | f"Write L{max_length}"
+            >> WriteParquetShards(
+                folder_of=lambda row, n=max_length: embeddings_dir(root, encoder, n, row["source"], row["split"]),
+                schema=EMBEDDING_SCHEMA,
+                shards=config.shards,
+                sort_key=lambda row: (row["image_id"], row["caption_index"]),
+                rows_per_group=ROWS_PER_ROW_GROUP,
             )
-        counts += [
-            captions | f"Count in L{max_length}" >> beam.Map(lambda kv: ((*kv[0][:2], "in"), 1)),
-            rows | f"Count out L{max_length}" >> beam.Map(lambda row: ((row["source"], row["split"], "embedded"), 1)),
-        ]
-    _ = counts | "All counts" >> beam.Flatten() | "Counts" >> CountsToFile(counts_file)
+        )
 
 
 def run_embed(*, config: EmbedConfig) -> dict:
     """Encode every caption of the configured sources; returns counts per table and the throughput."""
     started = time.perf_counter()
+    root = config.data_root
     pairs = record_tables(config)
     dim = encoder_width(config.encoder)
     lengths = sorted({config.max_lengths[source] for source, _ in pairs})
@@ -127,19 +128,22 @@ def run_embed(*, config: EmbedConfig) -> dict:
         [posixpath.join(root, source) for source, root in roots.items()]
         + [posixpath.join(r, "encoder.json") for r in set(roots.values())]
     )
-    counts_file = scratch_path(config.data_root, "embed-counts")
     pipeline = beam.Pipeline(options=pipeline_options(config.runner, config.beam_args))
-    build(pipeline, config, pairs, counts_file)
-    state = pipeline.run().wait_until_finish()
-    if state != "DONE":
+    build(pipeline, config, pairs)
+    result = pipeline.run()
+    if (state := result.wait_until_finish()) != "DONE":
         raise RuntimeError(f"embed pipeline ended in state {state}")
-    totals = read_counts(counts_file)
+    totals = read_counters(result, COUNTERS)
     tables = {}
     for source, split in pairs:
         n_in, n_out = totals.get((source, split, "in"), 0), totals.get((source, split, "embedded"), 0)
         if n_in != n_out:
             raise RuntimeError(f"embed: {source}/{split} had {n_in} captions but {n_out} embeddings")
-        name = posixpath.basename(embeddings_root(config.data_root, config.encoder, config.max_lengths[source]))
+        max_length = config.max_lengths[source]
+        fill_missing_shards(
+            embeddings_dir(root, config.encoder, max_length, source, split), config.shards, EMBEDDING_SCHEMA
+        )
+        name = posixpath.basename(embeddings_root(root, config.encoder, max_length))
         tables.setdefault(name, {}).setdefault(source, {})[split] = n_out
     for n in lengths:
         write_json(

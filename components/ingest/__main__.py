@@ -27,7 +27,7 @@ HELP = {
     "max_caption_chars": "longer captions are rejected",
     "coco_year": "2014 or 2017 when both COCO caption years are present",
     "image_dirs": "image folder per source relative to the input root, with {split} and {year}",
-    "shards": "Parquet files per source and split (0: the runner decides)",
+    "shards": "Parquet files per source and split (each is assembled in one worker's memory)",
     "runner": "Beam runner (DirectRunner, FnApiRunner, DataflowRunner, FlinkRunner, ...)",
     "beam_args": "more Beam pipeline options, as a YAML list",
 }

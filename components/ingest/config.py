@@ -28,7 +28,7 @@ class IngestConfig:
     max_caption_chars: int = 2000
     coco_year: int | None = None  # 2014 or 2017; None: the one year present under annotations/
     image_dirs: dict[str, str] = field(default_factory=dict)  # per source, overrides DEFAULT_IMAGE_DIRS
-    shards: int = 4  # Parquet files per source and split
+    shards: int = 4  # Parquet files per source and split; each is assembled in one worker's memory
     runner: str = "DirectRunner"
     beam_args: tuple[str, ...] = ()  # passed to Beam's PipelineOptions, e.g. ("--direct_num_workers=2",)
 
@@ -58,8 +58,8 @@ class IngestConfig:
             problems.append(f"max_caption_chars must be at least 1, got {self.max_caption_chars}")
         if self.coco_year not in (None, 2014, 2017):
             problems.append(f"coco_year must be 2014, 2017 or null, got {self.coco_year}")
-        if self.shards < 0:
-            problems.append(f"shards must be >= 0 (0: the runner decides), got {self.shards}")
+        if self.shards < 1:
+            problems.append(f"shards must be at least 1, got {self.shards}")
         if problems:
             raise ValueError("invalid ingest config: " + "; ".join(problems))
 

@@ -37,23 +37,26 @@ from .annotations import (
     preview,
 )
 from .beam_io import (
-    CountsToFile,
+    WriteJsonLines,
+    WriteParquetShards,
+    count,
     counts_path,
     dead_letter_dir,
+    fill_missing_shards,
     pipeline_options,
-    read_counts,
+    read_counters,
     remove,
-    scratch_path,
+    shard_name,
     write_json,
+    write_text,
 )
 from .config import IngestConfig
 from .images import ImageSettings, Rejected, process_image
 
 log = logging.getLogger(__name__)
-DEAD, COUNTS = "dead", "counts"
-# Records per Parquet row group (~1 MB of 128 px PNGs). WriteToParquet deals row groups round-robin to the
-# shards, so small groups also spread small splits over all shards.
-ROWS_PER_ROW_GROUP = 32
+DEAD = "dead"
+COUNTERS = "ingest-counts"  # counter names: source|split|unit|outcome
+ROWS_PER_ROW_GROUP = 128  # records per Parquet row group: ~2-4 MB of 128 px PNGs, a reader's unit of work
 PROGRESS_EVERY = 500  # images between progress lines, per worker
 
 
@@ -91,8 +94,8 @@ _EXAMPLE_NAMES = {
 }
 
 
-def _count(source: str, split: str, unit: str, outcome: str, n: int = 1):
-    return beam.pvalue.TaggedOutput(COUNTS, ((source, split, unit, outcome), n))
+def _count(source: str, split: str, unit: str, outcome: str, n: int = 1) -> None:
+    count(COUNTERS, (source, split, unit, outcome), n)
 
 
 def _dead(letter: DeadLetter):
@@ -110,8 +113,8 @@ class ParseCocoFile(beam.DoFn):
                 data = stream.read()
         except OSError as error:
             yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.path, {}))
-            yield _count(file.source, file.split, "files", "in")
-            yield _count(file.source, file.split, "files", "rejected")
+            _count(file.source, file.split, "files", "in")
+            _count(file.source, file.split, "files", "rejected")
             return
         candidates, dead, counts = parse_coco(data, file, max_caption_chars=self.max_caption_chars)
         log.info("%s: %d images with captions, %d rejected records", file.path, len(candidates), len(dead))
@@ -119,7 +122,7 @@ class ParseCocoFile(beam.DoFn):
         for letter in dead:
             yield _dead(letter)
         for (unit, outcome), n in counts.items():
-            yield _count(file.source, file.split, unit, outcome, n)
+            _count(file.source, file.split, unit, outcome, n)
 
 
 class ReadNarratives(beam.DoFn):
@@ -146,14 +149,14 @@ class ReadNarratives(beam.DoFn):
                     yield (file.source, file.split, narrative.image_id), narrative
         except OSError as error:  # unreadable mid-way: the lines read so far stand, the file is reported
             yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.path, {}))
-            yield _count(file.source, file.split, "files", "in")
-            yield _count(file.source, file.split, "files", "rejected")
+            _count(file.source, file.split, "files", "in")
+            _count(file.source, file.split, "files", "rejected")
         else:
-            yield _count(file.source, file.split, "files", "in")
-            yield _count(file.source, file.split, "files", "parsed")
+            _count(file.source, file.split, "files", "in")
+            _count(file.source, file.split, "files", "parsed")
         log.info("%s: %d narratives, %d rejected", file.path, counts["in"] - counts["rejected"], counts["rejected"])
         for outcome, n in counts.items():
-            yield _count(file.source, file.split, "annotations", outcome, n)
+            _count(file.source, file.split, "annotations", outcome, n)
 
 
 class GatherNarratives(beam.DoFn):
@@ -161,11 +164,11 @@ class GatherNarratives(beam.DoFn):
         (source, split, _), narratives = keyed
         candidate, dead = gather_narratives(list(narratives))
         yield candidate
-        yield _count(source, split, "images", "in")
+        _count(source, split, "images", "in")
         for letter in dead:
             yield _dead(letter)
         if dead:
-            yield _count(source, split, "annotations", "rejected", len(dead))
+            _count(source, split, "annotations", "rejected", len(dead))
 
 
 def read_bytes(path: str) -> bytes:
@@ -196,8 +199,8 @@ class ProcessImage(beam.DoFn):
         except Rejected as rejected:
             record = {"image_id": c.image_id, "image_path": c.image_path, "captions": list(c.captions)}
             yield _dead(DeadLetter(c.source, c.split, rejected.stage, rejected.reason, c.location, preview(record)))
-            yield _count(c.source, c.split, "images", "rejected")
-            yield _count(c.source, c.split, "annotations", "rejected", len(c.captions))
+            _count(c.source, c.split, "images", "rejected")
+            _count(c.source, c.split, "annotations", "rejected", len(c.captions))
             return
         Metrics.counter("ingest", "images_written").inc()
         self.done += 1
@@ -215,80 +218,65 @@ class ProcessImage(beam.DoFn):
             "original_height": image.original_height,
             "captions": list(c.captions),
         }
-        yield _count(c.source, c.split, "images", "written")
-        yield _count(c.source, c.split, "annotations", "written", len(c.captions))
+        _count(c.source, c.split, "images", "written")
+        _count(c.source, c.split, "annotations", "written", len(c.captions))
 
 
-def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationFile], counts_file: str) -> None:
+def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationFile]) -> None:
     """Add the ingest transforms for `files` to `pipeline`."""
     coco = [f for f in files if f.source == "coco"]
     narrative_files = [f for f in files if f.source != "coco"]
-    candidates, dead, counts = [], [], []
+    candidates, dead = [], []
     if coco:
         parsed = (
             pipeline
             | "COCO files" >> beam.Create(coco)
-            | "Parse COCO" >> beam.ParDo(ParseCocoFile(config.max_caption_chars)).with_outputs(DEAD, COUNTS, main="ok")
+            | "Parse COCO" >> beam.ParDo(ParseCocoFile(config.max_caption_chars)).with_outputs(DEAD, main="ok")
         )
         candidates.append(parsed.ok)
         dead.append(parsed[DEAD])
-        counts.append(parsed[COUNTS])
     if narrative_files:
         read = (
             pipeline
             | "LN files" >> beam.Create(narrative_files)
-            | "Read LN" >> beam.ParDo(ReadNarratives(config.max_caption_chars)).with_outputs(DEAD, COUNTS, main="ok")
+            | "Read LN" >> beam.ParDo(ReadNarratives(config.max_caption_chars)).with_outputs(DEAD, main="ok")
         )
         gathered = (
             read.ok
             | "Group LN by image" >> beam.GroupByKey()
-            | "Gather LN" >> beam.ParDo(GatherNarratives()).with_outputs(DEAD, COUNTS, main="ok")
+            | "Gather LN" >> beam.ParDo(GatherNarratives()).with_outputs(DEAD, main="ok")
         )
         candidates.append(gathered.ok)
         dead.extend([read[DEAD], gathered[DEAD]])
-        counts.extend([read[COUNTS], gathered[COUNTS]])
 
     processed = (
         candidates
         | "All candidates" >> beam.Flatten()
         | "Spread" >> beam.Reshuffle()
-        | "Process images" >> beam.ParDo(ProcessImage(config.image_settings)).with_outputs(DEAD, COUNTS, main="ok")
+        | "Process images" >> beam.ParDo(ProcessImage(config.image_settings)).with_outputs(DEAD, main="ok")
     )
     dead.append(processed[DEAD])
-    counts.append(processed[COUNTS])
-
-    pairs = sorted({(f.source, f.split) for f in files})
-    by_pair = processed.ok | "By source and split" >> beam.Partition(
-        lambda record, n: pairs.index((record["source"], record["split"])), len(pairs)
+    root = config.output_root
+    _ = processed.ok | "Write records" >> WriteParquetShards(
+        folder_of=lambda record: records_dir(root, record["source"], record["split"]),
+        schema=RECORD_SCHEMA,
+        shards=config.shards,
+        sort_key=lambda record: record["image_id"],
+        rows_per_group=ROWS_PER_ROW_GROUP,
     )
-    for (source, split), records in zip(pairs, by_pair, strict=True):
-        _ = records | f"Write {source} {split}" >> beam.io.WriteToParquet(
-            posixpath.join(records_dir(config.output_root, source, split), "part"),
-            RECORD_SCHEMA,
-            row_group_buffer_size=1,  # a row group every ROWS_PER_ROW_GROUP records, whatever their size
-            record_batch_size=ROWS_PER_ROW_GROUP,
-            file_name_suffix=".parquet",
-            num_shards=config.shards,
-        )
-
-    sources = list(config.sources)
-    by_source = (
+    _ = (
         dead
         | "All dead letters" >> beam.Flatten()
-        | "Dead by source" >> beam.Partition(lambda letter, n: sources.index(letter.source), len(sources))
-    )
-    for source, letters in zip(sources, by_source, strict=True):
-        _ = (
-            letters
-            | f"Dead {source} to JSON" >> beam.Map(DeadLetter.to_json)
-            | f"Write dead {source}"
-            >> beam.io.WriteToText(
-                posixpath.join(dead_letter_dir(config.output_root, source), "part"),
-                file_name_suffix=".jsonl",
-                num_shards=1,  # one file, written even when empty: the output always exists
-            )
+        | "Write dead letters"
+        >> WriteJsonLines(
+            path_of=lambda letter: dead_letter_file(root, letter.source),
+            sort_key=lambda letter: (letter.split, letter.location, letter.stage, letter.reason),
         )
-    _ = counts | "All counts" >> beam.Flatten() | "Counts" >> CountsToFile(counts_file)
+    )
+
+
+def dead_letter_file(root: str, source: str) -> str:
+    return shard_name(dead_letter_dir(root, source), 0, 1, ".jsonl")
 
 
 def summarise(totals: dict[tuple, int], config: IngestConfig, files: list[AnnotationFile]) -> dict[str, dict]:
@@ -340,13 +328,16 @@ def run_ingest(*, config: IngestConfig) -> dict:
                 counts_path(config.output_root, source),
             ]
         )
-    counts_file = scratch_path(config.output_root, "ingest-counts")
+    for source in config.sources:  # a source without rejections still has its (empty) dead-letter file
+        write_text(dead_letter_file(config.output_root, source), "")
     pipeline = beam.Pipeline(options=pipeline_options(config.runner, config.beam_args))
-    build(pipeline, config, files, counts_file)
-    state = pipeline.run().wait_until_finish()
-    if state != "DONE":
+    build(pipeline, config, files)
+    result = pipeline.run()
+    if (state := result.wait_until_finish()) != "DONE":
         raise RuntimeError(f"ingest pipeline ended in state {state}")
-    summaries = summarise(read_counts(counts_file), config, files)
+    for source, split in sorted({(f.source, f.split) for f in files}):
+        fill_missing_shards(records_dir(config.output_root, source, split), config.shards, RECORD_SCHEMA)
+    summaries = summarise(read_counters(result, COUNTERS), config, files)
     for source, summary in summaries.items():
         write_json(counts_path(config.output_root, source), summary)
     seconds = time.perf_counter() - started

@@ -1,0 +1,145 @@
+"""Ingest throughput: the Beam pipeline on the DirectRunner against a plain single-process loop.
+
+Both do the same work on the same raw data: parse the COCO captions JSON and the Localized
+Narratives JSONL (the same parsing functions), then per image read, decode, orient, convert,
+resize and encode PNG, and write the records as Parquet with the same schema and shard count.
+The loop is the baseline, measured in the same run; the figure is images/s and the ratio
+beam / loop (target: at least 0.7). Each side runs `--repeats` times, the best time counts.
+
+    python benchmarks/bench_ingest.py [--train-images 1000] [--input-root DIR] [--beam-args '...']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from components.demo_data import DemoDataConfig, write_demo_dataset
+from components.ingest import IngestConfig, run_ingest
+from components.ingest.annotations import gather_narratives, iter_lines, parse_coco, parse_narrative
+from components.ingest.images import Rejected, process_image
+from components.ingest.pipeline import ROWS_PER_ROW_GROUP, discover
+from model.data import RECORD_SCHEMA, records_dir
+
+
+def plain_loop(config: IngestConfig) -> int:
+    """The same per-image work in one process, without Beam; returns the number of images written."""
+    candidates = []
+    narratives = defaultdict(list)
+    for file in discover(config):
+        if file.source == "coco":
+            data = Path(file.path).read_bytes()
+            candidates += parse_coco(data, file, max_caption_chars=config.max_caption_chars)[0]
+            continue
+        with open(file.path, "rb") as stream:
+            for line, raw in iter_lines(stream):
+                try:
+                    narrative = parse_narrative(raw, file, line=line, max_caption_chars=config.max_caption_chars)
+                except Rejected:
+                    continue
+                narratives[(file.source, file.split, narrative.image_id)].append(narrative)
+    candidates += [gather_narratives(group)[0] for group in narratives.values()]
+    tables = defaultdict(list)
+    for c in tqdm(candidates, desc="plain loop", unit="img", file=sys.stderr, mininterval=2):
+        try:
+            image = process_image(Path(c.image_path).read_bytes(), settings=config.image_settings)
+        except Rejected:
+            continue
+        tables[(c.source, c.split)].append(
+            {
+                "image_id": c.image_id,
+                "source": c.source,
+                "split": c.split,
+                "file_name": c.file_name,
+                "image": image.png,
+                "width": image.width,
+                "height": image.height,
+                "original_width": image.original_width,
+                "original_height": image.original_height,
+                "captions": list(c.captions),
+            }
+        )
+    for (source, split), rows in tables.items():
+        folder = Path(records_dir(config.output_root, source, split))
+        folder.mkdir(parents=True, exist_ok=True)
+        for shard in range(config.shards):
+            part = pa.Table.from_pylist(rows[shard :: config.shards], schema=RECORD_SCHEMA)
+            pq.write_table(part, folder / f"part-{shard:05d}.parquet", row_group_size=ROWS_PER_ROW_GROUP)
+    return sum(len(rows) for rows in tables.values())
+
+
+def best_time(run, repeats: int) -> tuple[float, int]:
+    times, count = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        count = run()
+        times.append(time.perf_counter() - started)
+    return min(times), count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input-root", type=Path, help="raw data to ingest (default: a demo dataset made here)")
+    parser.add_argument("--train-images", type=int, default=1000, help="size of the generated demo train split")
+    parser.add_argument("--sources", default="coco,ln_coco")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--beam-args", default="", help="extra Beam options, space separated")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        root = args.input_root
+        if root is None:
+            root = work / "raw"
+            write_demo_dataset(
+                DemoDataConfig(out=root, train_images=args.train_images, val_images=args.train_images // 10)
+            )
+
+        def config(out: str) -> IngestConfig:
+            return IngestConfig(
+                input_root=str(root),
+                output_root=str(work / out),
+                sources=tuple(args.sources.split(",")),
+                image_size=args.image_size,
+                beam_args=tuple(args.beam_args.split()),
+            )
+
+        loop_seconds, loop_images = best_time(lambda: plain_loop(config("loop")), args.repeats)
+        beam_seconds, beam_images = best_time(
+            lambda: run_ingest(config=config("beam"))["images"]["written"], args.repeats
+        )
+        if beam_images != loop_images:
+            raise SystemExit(f"the two paths disagree: beam wrote {beam_images} images, the loop {loop_images}")
+        loop_rate, beam_rate = loop_images / loop_seconds, beam_images / beam_seconds
+        figures = {
+            "images": beam_images,
+            "plain_loop_images_per_s": round(loop_rate, 1),
+            "beam_direct_runner_images_per_s": round(beam_rate, 1),
+            "ratio": round(beam_rate / loop_rate, 3),
+            "target_ratio": 0.7,
+            "beam_args": args.beam_args,
+        }
+        print(json.dumps(figures, indent=2))
+        print(
+            f"ingest: Beam DirectRunner {beam_rate:.1f} img/s vs plain loop {loop_rate:.1f} img/s on {beam_images} "
+            f"images: {beam_rate / loop_rate:.2f}x (target >= 0.7x)"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
