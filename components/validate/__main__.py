@@ -23,7 +23,7 @@ HELP = {
     "captions_per_image": "[min, max] captions per image, per source",
     "split_min_images": "least images per split",
     "max_dead_letter_fraction": "largest rejected / input fraction per source, split and unit",
-    "require_embeddings": "fail when a source has no caption embeddings",
+    "require_embeddings": "sources that must have caption embeddings, as a YAML list",
 }
 
 

@@ -130,10 +130,10 @@ def counts_table(config: ValidateConfig, source: str) -> tuple[Table, dict | Non
 
 
 def embedding_tables(config: ValidateConfig, source: str, captions_by_split: dict[str, pd.DataFrame]) -> list[Table]:
-    """Every embeddings/<encoder>-L<n>/<source> folder found; with require_embeddings, at least one must exist."""
+    """Every embeddings/<encoder>-L<n>/<source> folder found; a source in require_embeddings must have one."""
     folders = sorted(Path(config.data_root, "embeddings").glob(f"*/{source}"))
     tables = []
-    if config.require_embeddings:
+    if source in config.require_embeddings:
         found = pd.DataFrame({"folder": [str(f) for f in folders]}, columns=["folder"])
         tables.append(Table(f"embeddings {source}", found, ["folder"], [rows_at_least(1, "caption embeddings exist")]))
     for folder in folders:

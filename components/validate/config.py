@@ -23,13 +23,20 @@ class ValidateConfig:
     captions_per_image: dict[str, tuple[int, int]] = field(default_factory=dict)  # per source, over the defaults
     split_min_images: dict[str, int] = field(default_factory=lambda: {"train": 1, "val": 1})
     max_dead_letter_fraction: float = 0.01  # rejected / in, per source, split and unit (files, annotations, images)
-    require_embeddings: bool = False  # every source must have caption embeddings (validated whenever present)
+    # sources that must have caption embeddings (True: all of them); embeddings found are checked in any case
+    require_embeddings: tuple[str, ...] | bool = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
         set_(self, "data_root", absolute(str(self.data_root)))
         set_(self, "report_dir", absolute(str(self.report_dir or posixpath.join(self.data_root, "validation"))))
         set_(self, "sources", tuple(self.sources))
+        required = self.require_embeddings
+        set_(
+            self,
+            "require_embeddings",
+            tuple(self.sources if required is True else () if required is False else required),
+        )
         bounds = {**DEFAULT_CAPTIONS_PER_IMAGE, **dict(self.captions_per_image)}
         set_(self, "captions_per_image", {s: tuple(b) for s, b in bounds.items()})
         set_(self, "split_min_images", {split: 1 for split in SPLITS} | dict(self.split_min_images))
@@ -38,6 +45,8 @@ class ValidateConfig:
             problems.append(f"unknown sources {unknown} (known: {list(SOURCES)})")
         if not self.sources:
             problems.append("sources must not be empty")
+        if unchecked := [s for s in self.require_embeddings if s not in self.sources]:
+            problems.append(f"require_embeddings names sources not validated: {unchecked}")
         if self.image_size is not None and self.image_size < 1:
             problems.append(f"image_size must be positive, got {self.image_size}")
         if not 0 <= self.min_caption_chars <= self.max_caption_chars:
