@@ -1,30 +1,439 @@
-"""The XMC-GAN pipeline: `python -m pipelines.xmcgan_pipeline run-local` runs it on this machine.
+"""The XMC-GAN pipeline, raw data to a served model, as one Kubeflow pipeline.
 
-Steps are wired in as they land; today: the demo dataset.
+    raw-data -> for each source: ingest -> embed -> validate (merge) -> train -> evaluate -> gate
+             -> if the gate passes: promote (champion alias) -> deploy (serve + real request)
+
+Commands (`python -m pipelines.xmcgan_pipeline COMMAND --help` for options):
+    run-local   run the whole pipeline on this machine (kfp's SubprocessRunner, no cluster)
+    compile     write the pipeline YAML for a Kubeflow Pipelines cluster
+    submit      compile and start a run on a Kubeflow Pipelines endpoint
+    schedule    create a recurring run (cron) for scheduled retraining
+
+Pipeline parameters default to the `pipeline` section of params.yaml; `--set name=value`
+overrides one (values are YAML: `--set sources='[coco, ln_coco]'`).
 """
 
-from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import time
 from pathlib import Path
 
+import yaml
+from kfp import compiler, dsl
 
-def run_local(output: Path) -> None:
-    from components.demo_data import DemoDataConfig, write_demo_dataset
+from components.deploy.component import deploy
+from components.embed.component import embed
+from components.evaluate.component import evaluate
+from components.ingest.component import ingest
+from components.promote.component import gate, promote
+from components.raw_data.component import raw_data
+from components.train.component import train
+from components.validate.component import validate
 
-    summary = write_demo_dataset(DemoDataConfig(out=output / "raw" / "demo"))
-    counts = ", ".join(f"{split}: {c['images']} images, {c['captions']} captions" for split, c in summary["splits"].items())
-    print(f"demo dataset ({counts}) written to {Path(summary['root']).resolve()}")
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE_NAME = "xmcgan"
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME, description="XMC-GAN text-to-image: data, training, evaluation, gated promotion, serving"
+)
+def xmcgan_pipeline(
+    # raw data: a DVC repository (newest revision by default), a path/URL, or (both empty) the demo dataset
+    raw_data_uri: str = "",
+    dvc_repo: str = "",
+    dvc_rev: str = "",
+    demo_train_images: int = 2000,
+    demo_val_images: int = 200,
+    demo_image_size: int = 128,
+    # ingest, embed, validate
+    sources: list[str] = ["coco", "ln_coco"],  # noqa: B006 - kfp pipeline defaults are literals
+    image_size: int = 64,
+    resize: str = "stretch",
+    beam_runner: str = "DirectRunner",
+    encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+    max_lengths: dict = {"coco": 17, "ln_coco": 64, "ln_open_images": 64},  # noqa: B006
+    split_min_train: int = 1000,
+    split_min_val: int = 100,
+    max_dead_letter_fraction: float = 0.01,
+    # training (one source per model, as in the paper: COCO captions or Localized Narratives)
+    train_source: str = "coco",
+    preset: str = "cpu-64",
+    batch_size: int = 32,
+    total_images: int = 1_000_000,
+    time_limit_minutes: float = 0.0,
+    gpus: int = 0,
+    runs_root: str = "/runs",
+    tracking_uri: str = "",
+    experiment: str = "xmcgan",
+    # evaluation and the gate
+    eval_samples: int = 200,
+    rprecision_repeats: int = 10,
+    demo_shapes: bool = False,
+    untrained_baseline: bool = False,
+    cache_root: str = "/cache",
+    model_name: str = "xmcgan",
+    max_fid: float = 150.0,
+    min_rprecision: float = 0.1,
+    fid_tolerance: float = 5.0,
+    rprecision_tolerance: float = 0.02,
+    # deploy
+    deploy_mode: str = "kserve",
+    namespace: str = "kubeflow-user",
+    serving_image: str = "ghcr.io/xmcgan/xmcgan-serving:0.1.0",
+    deploy_prompts: list[str] = [  # noqa: B006
+        "a red circle in the top left corner on a white background",
+        "a blue square at the bottom on a black background",
+    ],
+    seed: int = 0,
+):
+    raw = raw_data(
+        raw_data_uri=raw_data_uri,
+        dvc_repo=dvc_repo,
+        dvc_rev=dvc_rev,
+        demo_train_images=demo_train_images,
+        demo_val_images=demo_val_images,
+        demo_image_size=demo_image_size,
+        seed=seed,
+    ).set_display_name("raw data")
+
+    with dsl.ParallelFor(sources) as source:
+        records = ingest(
+            raw=raw.outputs["raw"], source=source, image_size=image_size, resize=resize, runner=beam_runner
+        ).set_display_name("ingest")
+        embeddings = embed(
+            records=records.outputs["records"],
+            source=source,
+            encoder=encoder,
+            max_lengths=max_lengths,
+            runner=beam_runner,
+        ).set_display_name("embed")
+
+    checked = validate(
+        records=dsl.Collected(records.outputs["records"]),
+        embeddings=dsl.Collected(embeddings.outputs["embeddings"]),
+        sources=sources,
+        split_min_train=split_min_train,
+        split_min_val=split_min_val,
+        max_dead_letter_fraction=max_dead_letter_fraction,
+    ).set_display_name("validate")
+
+    trained = train(
+        dataset=checked.outputs["dataset"],
+        source=train_source,
+        max_lengths=max_lengths,
+        preset=preset,
+        batch_size=batch_size,
+        total_images=total_images,
+        time_limit_minutes=time_limit_minutes,
+        gpus=gpus,
+        runs_root=runs_root,
+        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        seed=seed,
+    ).set_display_name("train")
+    trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    trained.set_caching_options(False)  # a retrained model is the point of a scheduled run
+
+    scored = evaluate(
+        model=trained.outputs["model"],
+        dataset=checked.outputs["dataset"],
+        source=train_source,
+        num_samples=eval_samples,
+        rprecision_repeats=rprecision_repeats,
+        demo_shapes=demo_shapes,
+        untrained_baseline=untrained_baseline,
+        cache_root=cache_root,
+        seed=seed,
+    )
+    scored.set_display_name("evaluate")
+
+    decided = gate(
+        model=trained.outputs["model"],
+        evaluation=scored.outputs["evaluation"],
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        max_fid=max_fid,
+        min_rprecision=min_rprecision,
+        fid_tolerance=fid_tolerance,
+        rprecision_tolerance=rprecision_tolerance,
+    ).set_display_name("gate")
+    decided.set_caching_options(False)
+
+    with dsl.If(decided.outputs["promote"] == True, name="gate-passed"):  # noqa: E712 - a kfp condition, not a bool
+        promoted = promote(model_name=model_name, version=decided.outputs["version"], tracking_uri=tracking_uri)
+        promoted.set_display_name("promote").set_caching_options(False)
+        served = deploy(
+            model_name=model_name,
+            version=decided.outputs["version"],
+            tracking_uri=tracking_uri,
+            mode=deploy_mode,
+            namespace=namespace,
+            serving_image=serving_image,
+            prompts=deploy_prompts,
+            seed=seed,
+        ).after(promoted)
+        served.set_display_name("deploy").set_caching_options(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters: params.yaml `pipeline` section < --set
+
+
+def pipeline_parameters(params_file: Path | None, overrides: list[str]) -> dict:
+    import inspect
+
+    known = inspect.signature(xmcgan_pipeline.pipeline_func).parameters
+    values = {}
+    if params_file and params_file.is_file():
+        values.update((yaml.safe_load(params_file.read_text()) or {}).get("pipeline") or {})
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects name=value, got {item!r}")
+        values[name.replace("-", "_")] = yaml.safe_load(text)
+    if unknown := sorted(set(values) - set(known)):
+        raise SystemExit(f"unknown pipeline parameters {unknown}; known: {sorted(known)}")
+    return values
+
+
+def compile_pipeline(output: Path) -> Path:
+    compiler.Compiler().compile(xmcgan_pipeline, str(output))
+    return output
+
+
+# ---------------------------------------------------------------------------------------------
+# Local runs
+
+
+def local_defaults(output: Path) -> dict:
+    """Where a local run keeps state that outlives one run: checkpoints, caches, the MLflow database."""
+    output = output.resolve()
+    return {
+        "runs_root": str(output / "runs"),
+        "cache_root": str(output / "cache"),
+        "tracking_uri": f"sqlite:///{output / 'mlflow.db'}",
+        "deploy_mode": "local",
+    }
+
+
+def run_local(*, parameters: dict, output: Path) -> dict:
+    """Run the pipeline with kfp's SubprocessRunner in this interpreter; returns the run's summary."""
+    from kfp import local
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    output.mkdir(parents=True, exist_ok=True)
+    root = output.resolve() / "pipeline-root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    arguments = {**local_defaults(output), **parameters}
+    started = time.time()
+    before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
+    xmcgan_pipeline(**arguments)
+    (run_dir,) = set(root.glob(f"{PIPELINE_NAME}-*")) - before
+    summary = summarise_local_run(run_dir, arguments=arguments, seconds=time.time() - started)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _executor_output(task_dir: Path) -> dict:
+    path = task_dir / "executor_output.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _metrics(task_dir: Path, name: str = "metrics") -> dict:
+    for artifact in _executor_output(task_dir).get("artifacts", {}).get(name, {}).get("artifacts", []):
+        return artifact.get("metadata", {})
+    return {}
+
+
+def _parameter(task_dir: Path, name: str):
+    return _executor_output(task_dir).get("parameterValues", {}).get(name)
+
+
+def summarise_local_run(run_dir: Path, *, arguments: dict, seconds: float) -> dict:
+    """What the run did, read back from its task outputs: counts, scores, the decision, where things are."""
+    tasks = {p.name: p for p in run_dir.iterdir() if p.is_dir()}
+    ingests = [tasks[name] for name in sorted(tasks) if name.startswith("ingest")]
+    evaluation_file = tasks["evaluate"] / "evaluation" / "evaluation.json"
+    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else {}
+    decision_file = tasks["gate"] / "decision" / "decision.json"
+    deploy_file = tasks.get("deploy", run_dir / "-") / "images" / "deploy.json"
+    return {
+        "seconds": round(seconds, 1),
+        "run_dir": str(run_dir),
+        "raw_data_version": _parameter(tasks["raw-data"], "Output"),
+        "ingest": [_metrics(t) for t in ingests],
+        "validation": _metrics(tasks["validate"]),
+        "training": {**_metrics(tasks["train"]), "mlflow_run_id": _parameter(tasks["train"], "Output")},
+        "evaluation": {
+            "metrics": evaluation.get("metrics", {}),
+            "baselines": evaluation.get("scores", {}),
+            "report": str(tasks["evaluate"] / "report"),
+        },
+        "gate": json.loads(decision_file.read_text()) if decision_file.is_file() else None,
+        "registered_version": _parameter(tasks["gate"], "version"),
+        "deploy": json.loads(deploy_file.read_text()) if deploy_file.is_file() else None,
+        "tracking_uri": arguments["tracking_uri"],
+    }
+
+
+def print_summary(summary: dict) -> None:
+    scores = summary["evaluation"]["metrics"]
+    gate_result = summary["gate"] or {}
+    lines = [
+        "",
+        f"XMC-GAN pipeline finished in {summary['seconds'] / 60:.1f} min ({summary['run_dir']})",
+        f"  raw data version   {summary['raw_data_version']}",
+    ]
+    for counts in summary["ingest"]:
+        lines.append(
+            f"  ingest             {int(counts.get('images_in', 0))} images in = "
+            f"{int(counts.get('images_written', 0))} written + {int(counts.get('images_rejected', 0))} rejected"
+        )
+    lines += [
+        f"  validation         {int(summary['validation'].get('checks_passed', 0))} checks passed, "
+        f"{int(summary['validation'].get('checks_failed', 0))} failed",
+        f"  training           {int(summary['training'].get('images_seen', 0))} images in "
+        f"{summary['training'].get('wall_seconds', 0) / 60:.1f} min "
+        f"(MLflow run {summary['training']['mlflow_run_id']})",
+        "  evaluation         " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, int | float)),
+        f"  gate               {'PASSED' if gate_result.get('promote') else 'FAILED'}; registered version "
+        f"{summary['registered_version']}",
+    ]
+    lines += [f"                       {reason}" for reason in gate_result.get("reasons", [])]
+    if summary["deploy"]:
+        out = Path(summary["run_dir"]) / "deploy" / "images"
+        lines.append(
+            f"  deploy             {summary['deploy']['model_uri']} served at {summary['deploy']['url']}; "
+            f"{len(summary['deploy']['files'])} images in {out}"
+        )
+    else:
+        lines.append(
+            "  deploy             skipped (the gate did not pass: the champion and the served model are untouched)"
+        )
+    lines += [
+        f"  evaluation report  {summary['evaluation']['report']}",
+        f"  MLflow UI          mlflow ui --backend-store-uri {summary['tracking_uri']} --host 127.0.0.1 --port 5000",
+    ]
+    print("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster: submit and schedule
+
+
+def _client(host: str, namespace: str | None):
+    import kfp
+
+    return kfp.Client(host=host, namespace=namespace)
+
+
+def submit(
+    *, host: str, parameters: dict, experiment: str, run_name: str | None, namespace: str | None, package: Path
+) -> str:
+    compile_pipeline(package)
+    result = _client(host, namespace).create_run_from_pipeline_package(
+        str(package), arguments=parameters, run_name=run_name, experiment_name=experiment, namespace=namespace
+    )
+    return result.run_id
+
+
+def schedule(*, host: str, spec: dict, namespace: str | None, package: Path) -> str:
+    """A recurring run from a spec like manifests/recurring-run.yaml. Each run reads the newest data
+    (the raw-data step fetches the newest DVC revision when dvc_rev is empty) and is gated against
+    the champion at that time."""
+    required = {"name", "experiment", "cron"}
+    if missing := sorted(required - set(spec)):
+        raise ValueError(f"recurring run spec is missing {missing}")
+    if len(str(spec["cron"]).split()) != 6:
+        raise ValueError(f"cron {spec['cron']!r} must have six fields, seconds first (e.g. '0 0 2 * * *')")
+    compile_pipeline(package)
+    client = _client(host, namespace)
+    experiment = client.create_experiment(spec["experiment"], namespace=namespace)
+    recurring = client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=spec["name"],
+        description=spec.get("description"),
+        cron_expression=spec["cron"],
+        max_concurrency=int(spec.get("max_concurrency", 1)),
+        no_catchup=bool(spec.get("no_catchup", True)),
+        params=spec.get("parameters") or {},
+        pipeline_package_path=str(package),
+        enable_caching=False,
+        service_account=spec.get("service_account"),
+    )
+    return recurring.recurring_run_id
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.xmcgan_pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.xmcgan_pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    local = commands.add_parser("run-local", help="run the pipeline on this machine on the demo dataset")
-    local.add_argument("--output", type=Path, default=Path("data"), help="where data and runs are written")
+    parameter_options = argparse.ArgumentParser(add_help=False)
+    parameter_options.add_argument(
+        "--params",
+        type=Path,
+        default=REPO / "params.yaml",
+        help="params.yaml whose `pipeline` section gives parameter values",
+    )
+    parameter_options.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a pipeline parameter (YAML value); repeatable",
+    )
+
+    local = commands.add_parser("run-local", parents=[parameter_options], help="run the whole pipeline on this machine")
+    local.add_argument(
+        "--output",
+        type=Path,
+        default=REPO / "outputs",
+        help="pipeline root, runs, caches and the MLflow database (default: outputs/)",
+    )
+    build = commands.add_parser("compile", help="write the pipeline YAML")
+    build.add_argument("--output", type=Path, default=Path("xmcgan_pipeline.yaml"))
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--host", required=True, help="Kubeflow Pipelines endpoint, e.g. https://kfp.example.com")
+    cluster.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters)")
+    cluster.add_argument("--package", type=Path, default=Path("xmcgan_pipeline.yaml"), help="compiled YAML to write")
+    run = commands.add_parser("submit", parents=[parameter_options, cluster], help="start a run on a cluster")
+    run.add_argument("--experiment", default="xmcgan")
+    run.add_argument("--run-name", default=None)
+    recurring = commands.add_parser("schedule", parents=[cluster], help="create a recurring run from a spec file")
+    recurring.add_argument("--spec", type=Path, default=REPO / "manifests" / "recurring-run.yaml")
     args = parser.parse_args(argv)
-    run_local(args.output)
+
+    if args.command == "compile":
+        print(f"pipeline written to {compile_pipeline(args.output)}")
+    elif args.command == "run-local":
+        summary = run_local(parameters=pipeline_parameters(args.params, args.set), output=args.output)
+        print_summary(summary)
+    elif args.command == "submit":
+        parameters = pipeline_parameters(None, args.set)  # the cluster's defaults, not the laptop's
+        run_id = submit(
+            host=args.host,
+            parameters=parameters,
+            experiment=args.experiment,
+            run_name=args.run_name,
+            namespace=args.namespace,
+            package=args.package,
+        )
+        print(f"run {run_id} started on {args.host}")
+    else:
+        spec = yaml.safe_load(args.spec.read_text())
+        print(
+            f"recurring run {schedule(host=args.host, spec=spec, namespace=args.namespace, package=args.package)} "
+            f"created on {args.host}"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

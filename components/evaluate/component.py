@@ -1,0 +1,48 @@
+"""kfp component: FID / KID and R-precision of a trained generator on a fixed, seeded caption set."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    source: str,
+    num_samples: int,
+    rprecision_repeats: int,
+    demo_shapes: bool,
+    untrained_baseline: bool,
+    cache_root: str,
+    seed: int,
+    evaluation: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+):
+    """evaluation.json, report.html, samples.png and caption_set.json; real-image features and the
+    R-precision dual encoder are cached under cache_root (per data version) and reused."""
+    import shutil
+    from pathlib import Path
+
+    from components.data_version import data_version
+    from components.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(
+        source=source,
+        num_samples=num_samples,
+        rprecision_repeats=rprecision_repeats,
+        seed=seed,
+        demo_shapes=demo_shapes,
+        untrained_baseline=untrained_baseline,
+        cache_dir=cache_root,
+    )
+    version = dataset.metadata.get("data_version") or data_version(dataset.path)
+    summary = evaluate(
+        data_root=dataset.path, out_dir=evaluation.path, data_version=version, config=config, model_dir=model.path
+    )
+    shutil.copy(Path(evaluation.path) / "report.html", report.path)
+    for name, value in summary["metrics"].items():
+        if isinstance(value, int | float):
+            metrics.log_metric(name, value)

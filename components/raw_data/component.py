@@ -1,0 +1,36 @@
+"""kfp component: the raw inputs of a run, versioned (the demo dataset, the user's data, or a DVC revision)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def raw_data(
+    raw_data_uri: str,
+    dvc_repo: str,
+    dvc_rev: str,
+    demo_train_images: int,
+    demo_val_images: int,
+    demo_image_size: int,
+    seed: int,
+    raw: Output[Dataset],
+) -> str:
+    """Raw COCO / Localized Narratives inputs; returns their data version (DVC hash)."""
+    from components.raw_data import resolve_raw_data
+
+    summary = resolve_raw_data(
+        out=raw.path,
+        raw_data_uri=raw_data_uri,
+        dvc_repo=dvc_repo,
+        dvc_rev=dvc_rev,
+        demo={
+            "train_images": demo_train_images,
+            "val_images": demo_val_images,
+            "image_size": demo_image_size,
+            "seed": seed,
+        },
+    )
+    raw.metadata.update(summary)
+    return summary["data_version"]

@@ -1,0 +1,61 @@
+"""kfp component: train XMC-GAN, one process per GPU, tracked in MLflow."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train(
+    dataset: Input[Dataset],
+    source: str,
+    max_lengths: dict,
+    preset: str,
+    batch_size: int,
+    total_images: int,
+    time_limit_minutes: float,
+    gpus: int,
+    runs_root: str,
+    run_name: str,
+    tracking_uri: str,
+    experiment: str,
+    seed: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> str:
+    """The trained generator (EMA weights) as a model folder; returns the MLflow run id.
+
+    Checkpoints go to <runs_root>/<run_name>: a retried step resumes from them."""
+    import shutil
+    from pathlib import Path
+
+    from components.train.launch import run_training
+    from model.training import TrainConfig
+
+    config = TrainConfig(
+        run_dir=str(Path(runs_root) / run_name),
+        data_root=dataset.path,
+        sources=(source,),
+        max_lengths=max_lengths,
+        preset=preset,
+        batch_size=batch_size,
+        total_images=total_images,
+        time_limit_minutes=time_limit_minutes,
+        seed=seed,
+        provenance={"dataset_data_version": dataset.metadata.get("data_version", "")},
+    )
+    summary = run_training(
+        config=config,
+        nproc_per_node=max(1, gpus),
+        tracking_uri=tracking_uri or None,
+        experiment=experiment,
+        run_name=run_name,
+    )
+    shutil.copytree(summary["model_dir"], model.path, dirs_exist_ok=True)
+    model.metadata.update(
+        {"training_run_id": summary.get("run_id", ""), "preset": preset, "images_seen": summary["images_seen"]}
+    )
+    for key in ("images_seen", "steps", "wall_seconds"):
+        metrics.log_metric(key, summary[key])
+    return summary.get("run_id", "")

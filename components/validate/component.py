@@ -1,0 +1,45 @@
+"""kfp component: validate every source's records and embeddings, and hand on one processed dataset."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Output
+
+from components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def validate(
+    records: Input[list[Dataset]],
+    embeddings: Input[list[Dataset]],
+    sources: list[str],
+    split_min_train: int,
+    split_min_val: int,
+    max_dead_letter_fraction: float,
+    dataset: Output[Dataset],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+):
+    """Great Expectations over the merged tables; fails the run (and stops it) on any breach."""
+    import shutil
+    import tempfile
+
+    from components.data_version import data_version
+    from components.validate import ValidateConfig, failure_lines, run_validate
+    from components.validate.merge import merge_roots
+
+    merge_roots([r.path for r in records] + [e.path for e in embeddings], dataset.path)
+    summary = run_validate(
+        config=ValidateConfig(
+            data_root=dataset.path,
+            report_dir=tempfile.mkdtemp(),
+            sources=tuple(sources),
+            require_embeddings=True,
+            split_min_images={"train": split_min_train, "val": split_min_val},
+            max_dead_letter_fraction=max_dead_letter_fraction,
+        )
+    )
+    shutil.copy(summary["reports"]["html"], report.path)
+    metrics.log_metric("checks_passed", summary["passed"])
+    metrics.log_metric("checks_failed", summary["failed"])
+    if not summary["success"]:
+        raise RuntimeError("data validation failed:\n" + "\n".join(failure_lines(summary["results"])))
+    dataset.metadata["data_version"] = data_version(dataset.path)
