@@ -294,7 +294,8 @@ def app_and_model(tiny_model):
     mkldnn = torch.backends.mkldnn.enabled  # the predictor turns oneDNN off process-wide; restore it
     config = ServeConfig(model_uri=str(tiny_model), host="127.0.0.1", http_port=0, max_body_bytes=4096)
     model = XMCGANPredictor(config)
-    app, _ = build_app(config, model)
+    app, uvicorn_config = build_app(config, model)
+    assert (uvicorn_config.host, uvicorn_config.limit_concurrency) == ("127.0.0.1", config.max_connections)
     yield app, model
     model.stop()
     torch.backends.mkldnn.enabled = mkldnn

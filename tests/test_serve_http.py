@@ -226,6 +226,13 @@ def test_bad_requests_get_a_4xx_naming_the_problem(http, path, body, status, err
     assert "Traceback" not in response.text
 
 
+def test_a_chunked_body_is_cut_off_at_the_limit(http):
+    chunks = iter([b'{"instances": [{"prompt": "', b"x" * 40_000, b"x" * 40_000, b'"}]}'])  # no Content-Length
+    response = http.post(PREDICT, content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json() == {"error": "request body exceeds the limit of 65536 bytes"}
+
+
 def test_bounded_load_no_server_errors_and_stable_memory(server, http):
     """200 mixed V1/V2 requests at concurrency 8, after 40 to warm up: all 200 OK, memory flat."""
     rng = random.Random(0)

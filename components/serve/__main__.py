@@ -22,6 +22,7 @@ HELP = {
     "max_images_per_request": "most images in one request (prompts x images per prompt)",
     "max_prompt_chars": "longest prompt in characters",
     "max_body_bytes": "largest request body in bytes (413 beyond)",
+    "max_connections": "most open connections and in-flight requests (503 beyond)",
     "max_batch_images": "most images in one generator call, gathered across requests",
     "batch_wait_ms": "how long a batch waits for more requests after its first (milliseconds)",
     "max_queued_images": "most images waiting across requests before new requests get 503",

@@ -2,7 +2,8 @@
 
 Each limit bounds memory or time per request or in total, so no request can make the server
 allocate without bound: the body size bounds everything parsed, the image limits bound one
-request's work, and the queue depth bounds work waiting across requests.
+request's work, the queue depth bounds work waiting across requests, and the connection limit
+bounds bodies being read at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ServeConfig:
     max_images_per_request: int = 16  # prompts x images per prompt
     max_prompt_chars: int = 1000  # Localized Narratives captions run to several hundred characters
     max_body_bytes: int = 64 * 1024
+    max_connections: int = 128  # open connections and in-flight requests; uvicorn answers 503 beyond
     # batching across requests: one generator call takes up to max_batch_images images, gathering
     # requests that arrive within batch_wait_ms of the first; at most max_queued_images wait in
     # total, beyond which requests are refused with 503 (the client retries after Retry-After)
@@ -45,7 +47,7 @@ class ServeConfig:
         if not 0 <= self.http_port <= 65535:
             problems.append(f"http_port must be in [0, 65535], got {self.http_port}")
         positive = ("max_prompts", "max_images_per_prompt", "max_images_per_request", "max_prompt_chars")
-        positive += ("max_body_bytes", "max_batch_images", "max_queued_images")
+        positive += ("max_body_bytes", "max_connections", "max_batch_images", "max_queued_images")
         problems += [
             f"{name} must be at least 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1
         ]

@@ -34,6 +34,7 @@ def build_app(config: ServeConfig, model: XMCGANPredictor):
         FASTAPI_APP_IMPORT_STRING, model_server.dataplane, model_server.model_repository_extension, config.http_port
     )
     rest.config.host = config.host
+    rest.config.limit_concurrency = config.max_connections
     rest.create_application()
     return app, rest.config
 
