@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from ..cli import add_config_arguments, config_from_arguments, load_params
-from .config import DEFAULT_MODEL_URI, ServeConfig
+from .config import ServeConfig
 
 HELP = {
-    "model_uri": f"a model folder, models:/NAME@ALIAS or models:/NAME/VERSION (default {DEFAULT_MODEL_URI})",
-    "tracking_uri": "MLflow tracking URI for models:/ URIs (default: the MLFLOW_TRACKING_URI environment variable)",
+    "model_uri": "a model folder, models:/NAME@ALIAS or models:/NAME/VERSION",
+    "tracking_uri": "MLflow tracking URI for models:/ URIs (None: the MLFLOW_TRACKING_URI environment variable)",
     "model_name": "name on the endpoint paths /v1/models/NAME:predict and /v2/models/NAME/infer",
     "host": "address to listen on (0.0.0.0 in a container, 127.0.0.1 for a local test)",
     "http_port": "HTTP port",

@@ -14,7 +14,6 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import kserve
 import numpy as np
@@ -115,20 +114,16 @@ def encode_pngs(images: np.ndarray, size: int) -> list[bytes]:
 
 
 class XMCGANPredictor(kserve.Model):
-    def __init__(self, config: ServeConfig, *, download_dir: Path | None = None):
+    def __init__(self, config: ServeConfig):
         super().__init__(config.model_name)
         self.config = config
-        self.download_dir = download_dir
         self.identity: ModelIdentity | None = None
         self.limits: RequestLimits | None = None
         self.batcher: MicroBatcher | None = None
         self.batch_exact: bool | None = None  # whether batched rendering proved bit-exact at load
 
     def load(self) -> bool:
-
-        source = resolve_model_source(
-            self.config.model_uri, tracking_uri=self.config.tracking_uri, download_dir=self.download_dir
-        )
+        source = resolve_model_source(self.config.model_uri, tracking_uri=self.config.tracking_uri)
         logger.info("loading the generator from %s (version %s)", source.uri, source.version)
         pipeline = TextToImage.from_pretrained(source.path, device=self.config.device)
         config = self.config

@@ -11,6 +11,14 @@ from __future__ import annotations
 
 import threading
 
+import kserve
+import uvicorn
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.logging import logger
+from kserve.model_server import app
+from kserve.protocol.rest.server import RESTServer
+
+from . import gate
 from .config import ServeConfig
 from .predictor import XMCGANPredictor
 
@@ -20,13 +28,6 @@ def build_app(config: ServeConfig, model: XMCGANPredictor):
 
     kserve's app is a module global: build it once per process.
     """
-    import kserve
-    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.model_server import app
-    from kserve.protocol.rest.server import RESTServer
-
-    from . import gate
-
     model_server = kserve.ModelServer(http_port=config.http_port, enable_grpc=False, workers=1)
     model_server.register_model(model)
     gate.install(app, max_body_bytes=config.max_body_bytes)
@@ -41,9 +42,6 @@ def build_app(config: ServeConfig, model: XMCGANPredictor):
 
 def serve(config: ServeConfig) -> int:
     """Serve until stopped; the exit status is 1 when the model could not be loaded."""
-    import uvicorn
-    from kserve.logging import logger
-
     model = XMCGANPredictor(config)
     _, uvicorn_config = build_app(config, model)
     server = uvicorn.Server(uvicorn_config)
