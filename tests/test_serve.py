@@ -345,6 +345,13 @@ def test_gate_bounds_and_types_the_body(client):
     assert charset.status_code == 200
 
 
+def test_model_repository_api_cannot_unload_the_model(client):
+    for path in ("/v2/repository/models/xmcgan/unload", "/v2/repository/models/xmcgan/load", "/v2/repository/index"):
+        response = client.post(path)
+        assert response.status_code == 403 and "repository API is disabled" in response.json()["error"]
+    assert client.get("/v2/models/xmcgan/ready").status_code == 200
+
+
 def test_v2_schema_errors_name_the_field(client):
     response = client.post(
         "/v2/models/xmcgan/infer", json={"inputs": [{"name": "prompt", "datatype": "BYTES", "data": ["a"]}]}

@@ -1,6 +1,7 @@
 """The HTTP edge of the server: what may reach the model, and what a client sees of errors.
 
-`RequestGate` is an ASGI middleware in front of kserve's routes. It bounds every request body
+`RequestGate` is an ASGI middleware in front of kserve's routes. It closes kserve's model
+repository API (load and unload by any client; 403), bounds every request body
 (413 beyond `max_body_bytes`, counted while streaming, so a missing or false Content-Length does
 not help), and on the inference routes requires `application/json` (415) and well-formed JSON
 (400) before kserve parses it, so both protocols answer alike. It also turns any unexpected
@@ -26,6 +27,9 @@ from .protocol import check_v2_envelope, json_type
 
 V1_INFER = re.compile(r"^/v1/models/[^/]+:predict$")
 V2_INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+# kserve's model repository extension lets any client unload the model: this server serves one
+# model, loaded at start, so the extension is closed
+REPOSITORY = re.compile(r"^/v2/repository(/|$)")
 RETRY_AFTER_S = 1
 
 
@@ -97,6 +101,10 @@ class RequestGate:
             await send(message)
 
         try:
+            if REPOSITORY.match(scope["path"]):
+                raise Rejected(
+                    403, "the model repository API is disabled: this server serves one model, loaded at start"
+                )
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 body = await read_body(scope, receive, self.max_body_bytes)
                 if V1_INFER.match(scope["path"]) or V2_INFER.match(scope["path"]):
