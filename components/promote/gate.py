@@ -56,12 +56,14 @@ def decide(candidate: dict, champion: dict | None, config: GateConfig) -> Decisi
     """
     checks: list[tuple[bool, str]] = []
     fid, rprecision = candidate["fid"], candidate["r_precision"]
-    checks.append((fid <= config.max_fid, f"FID {fid:.4g} {'<=' if fid <= config.max_fid else '>'} {config.max_fid}"))
+    checks.append(
+        (fid <= config.max_fid, f"FID {fid:.4g} {'<=' if fid <= config.max_fid else '>'} {config.max_fid:.4g}")
+    )
     checks.append(
         (
             rprecision >= config.min_rprecision,
             f"R-precision {rprecision:.4g} {'>=' if rprecision >= config.min_rprecision else '<'} "
-            f"{config.min_rprecision}",
+            f"{config.min_rprecision:.4g}",
         )
     )
     if champion is None:
@@ -81,7 +83,7 @@ def decide(candidate: dict, champion: dict | None, config: GateConfig) -> Decisi
             (
                 fid <= fid_limit,
                 f"FID {fid:.4g} vs champion v{version} {champion['fid']:.4g}: "
-                f"{'within' if fid <= fid_limit else 'worse than'} tolerance {config.fid_tolerance}",
+                f"{'within' if fid <= fid_limit else 'worse than'} tolerance {config.fid_tolerance:.4g}",
             )
         )
         rprecision_limit = champion["r_precision"] - config.rprecision_tolerance
@@ -90,7 +92,7 @@ def decide(candidate: dict, champion: dict | None, config: GateConfig) -> Decisi
                 rprecision >= rprecision_limit,
                 f"R-precision {rprecision:.4g} vs champion v{version} {champion['r_precision']:.4g}: "
                 f"{'within' if rprecision >= rprecision_limit else 'worse than'} tolerance "
-                f"{config.rprecision_tolerance}",
+                f"{config.rprecision_tolerance:.4g}",
             )
         )
     promote = all(ok for ok, _ in checks)

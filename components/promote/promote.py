@@ -64,8 +64,8 @@ def champion_scores(mlflow_client, name: str, evaluation: dict, *, gate: GateCon
             scores = score(registry.download_model(name, tracking_uri=tracking_uri, alias=champion.version, dst=folder))
         registry.record_scores(mlflow_client, name, champion.version, key, scores)
     if scores is None:
-        return {"version": champion.version, "evaluation_key": champion.tags.get("evaluation_key")}
-    return {"version": champion.version, **scores}
+        return {"version": str(champion.version), "evaluation_key": champion.tags.get("evaluation_key")}
+    return {"version": str(champion.version), **scores, "evaluation_key": key}
 
 
 def promote(
@@ -160,8 +160,8 @@ def promote(
         "promote": decision.promote,
         "reasons": decision.reasons,
         "name": name,
-        "version": version.version,
-        "champion_version": champion_now.version if champion_now else None,
+        "version": str(version.version),
+        "champion_version": str(champion_now.version) if champion_now else None,
         "run_id": run_id,
         "decision_path": str(out_dir / "decision.json"),
     }

@@ -1,0 +1,69 @@
+"""The gate's decision: every branch (thresholds, champion comparison, first model, incomparable champion)."""
+
+import pytest
+
+from components.promote.gate import GateConfig, decide
+
+GATE = GateConfig(max_fid=50.0, min_rprecision=0.3, fid_tolerance=2.0, rprecision_tolerance=0.02)
+
+
+def scores(fid, rprecision, key="eval-1", **extra):
+    return {"fid": fid, "r_precision": rprecision, "evaluation_key": key, **extra}
+
+
+def test_first_model_passing_the_thresholds_is_promoted():
+    decision = decide(scores(40.0, 0.5), None, GATE)
+    assert decision.promote
+    assert any("no champion yet" in r for r in decision.reasons)
+    assert decision.champion is None and decision.thresholds["max_fid"] == 50.0
+
+
+@pytest.mark.parametrize(
+    ("fid", "rprecision", "failing"),
+    [(50.1, 0.5, "FID 50.1 > 50"), (40.0, 0.29, "R-precision 0.29 < 0.3"), (60.0, 0.1, "FID 60 > 50")],
+)
+def test_thresholds_block_promotion(fid, rprecision, failing):
+    decision = decide(scores(fid, rprecision), None, GATE)
+    assert not decision.promote
+    assert f"FAIL: {failing}" in decision.reasons
+
+
+def test_thresholds_are_inclusive():
+    assert decide(scores(50.0, 0.3), None, GATE).promote
+
+
+@pytest.mark.parametrize(
+    ("candidate", "promote", "failing"),
+    [
+        (scores(31.9, 0.58), True, None),  # within both tolerances of the champion (30, 0.6)
+        (scores(20.0, 0.7), True, None),  # better on both
+        (scores(32.1, 0.7), False, "FID 32.1 vs champion v3 30: worse than tolerance 2"),
+        (scores(25.0, 0.57), False, "R-precision 0.57 vs champion v3 0.6: worse than tolerance 0.02"),
+    ],
+)
+def test_candidate_must_not_be_worse_than_the_champion(candidate, promote, failing):
+    decision = decide(candidate, scores(30.0, 0.6, version="3"), GATE)
+    assert decision.promote is promote
+    if failing:
+        assert f"FAIL: {failing}" in decision.reasons
+    assert decision.champion["version"] == "3"
+
+
+def test_a_champion_scored_on_another_evaluation_cannot_be_compared():
+    decision = decide(scores(10.0, 0.9), scores(30.0, 0.6, key="eval-0", version="1"), GATE)
+    assert not decision.promote
+    assert any("FAIL" in r and "cannot compare" in r for r in decision.reasons)
+
+
+def test_thresholds_apply_even_when_better_than_the_champion():
+    decision = decide(scores(60.0, 0.5), scores(80.0, 0.4, version="1"), GATE)
+    assert not decision.promote and "FAIL: FID 60 > 50" in decision.reasons
+
+
+def test_gate_config_is_validated():
+    with pytest.raises(ValueError, match="min_rprecision must be in"):
+        GateConfig(min_rprecision=1.5)
+    with pytest.raises(ValueError, match="fid_tolerance must be non-negative"):
+        GateConfig(fid_tolerance=-1.0)
+    with pytest.raises(ValueError, match="unknown gate config keys"):
+        GateConfig.from_dict({"max_fid": 1.0, "max_fidd": 2.0})
