@@ -1,0 +1,182 @@
+"""The evaluation step end to end on demo records: real images as "generated" reach the ceiling, noise
+the floor; files, provenance, the caption set, caches; a model folder with the untrained baseline;
+the CLI; the dual encoder trained, saved and reused."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_evaluate_data import write_records
+from test_fid import PIXEL_STATS  # registers the cheap test extractor with torch-fidelity
+
+from components.evaluate import EvalConfig, evaluate, read_records
+from components.evaluate.__main__ import main as evaluate_cli
+from components.evaluate.dual_encoder import DualEncoder, DualEncoderConfig, dual_encoder_for
+from model.config import ModelConfig
+from model.generator import Generator
+from model.sampling import write_model_folder
+from model.text_encoder import DEFAULT_TEXT_ENCODER
+
+DUAL = {"steps": 60, "batch_size": 32, "input_size": 64, "dim": 64}
+
+
+@pytest.fixture(scope="module")
+def records_root(demo_root, tmp_path_factory):
+    return write_records(demo_root, tmp_path_factory.mktemp("processed"))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def config(cache_dir, **overrides):
+    values = dict(
+        num_samples=16, extractor=PIXEL_STATS, rprecision_candidates=20, rprecision_repeats=5, kid_subsets=20,
+        demo_shapes=True, grid_captions=4, cache_dir=str(cache_dir), dual_encoder=DUAL,
+    )  # fmt: skip
+    return EvalConfig(**{**values, **overrides})
+
+
+def real_lookup(records):
+    """A 'generator' that returns the real image each caption was written for."""
+    image_of = {c: image for image, captions in zip(records.images, records.captions, strict=True) for c in captions}
+    return lambda captions, seed: np.stack([image_of[c] for c in captions])
+
+
+def noise(captions, seed):
+    return np.random.default_rng(seed).integers(0, 256, (len(captions), 64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ceiling_and_floor(records_root, cache_dir, tmp_path_factory):
+    records = read_records(records_root, "coco", "val")
+    logs = []
+    runs = {}
+    for name, generate in (("real", real_lookup(records)), ("noise", noise)):
+        out = tmp_path_factory.mktemp(name)
+        summary = evaluate(
+            data_root=records_root, out_dir=out, data_version="demo-v1", config=config(cache_dir),
+            generate=generate, log=logs.append,
+        )  # fmt: skip
+        runs[name] = (summary, out)
+    return runs, logs
+
+
+def test_real_images_reach_the_ceiling_and_noise_the_floor(ceiling_and_floor):
+    (real, _), (noisy, _) = ceiling_and_floor[0]["real"], ceiling_and_floor[0]["noise"]
+    assert real["scores"]["model"] == real["scores"]["real"]  # the same images score the same
+    assert real["metrics"]["r_precision"] > 3 / 20  # the trained dual encoder beats chance (1/20) on real pairs
+    assert real["metrics"]["caption_accuracy"] > 0.9
+    assert noisy["metrics"]["fid"] > 10 * real["metrics"]["fid"]
+    assert noisy["metrics"]["kid_mean"] > real["metrics"]["kid_mean"]
+    assert noisy["metrics"]["r_precision"] < real["metrics"]["r_precision"]
+    assert noisy["metrics"]["caption_accuracy"] < 0.2
+    assert noisy["scores"]["real"] == real["scores"]["real"]  # the ceiling does not depend on the model
+
+
+def test_every_score_says_what_produced_it(ceiling_and_floor):
+    summary, out = ceiling_and_floor[0]["noise"]
+    produced = summary["produced_by"]
+    assert produced["extractor"]["name"] == PIXEL_STATS and len(produced["extractor"]["weights_sha256"]) == 64
+    assert produced["extractor"]["resize"] == "tf1-bilinear"
+    assert (produced["num_generated"], produced["num_real"], produced["image_size"]) == (16, 16, 64)
+    assert produced["rprecision_encoder"]["kind"] == "dual"
+    assert summary["data_version"] == "demo-v1" and summary["caption_set"]["size"] == 16
+    assert json.loads((out / "evaluation.json").read_text()) == summary
+    assert json.loads((out / "caption_set.json").read_text())["id"] == summary["caption_set"]["id"]
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and summary["evaluation_key"] in report
+    assert f"{summary['metrics']['fid']:.4g}" in report and "caption accuracy" in report
+    assert (out / "samples.png").stat().st_size > 0
+
+
+def test_models_on_the_same_data_share_the_evaluation_and_its_caches(ceiling_and_floor):
+    runs, logs = ceiling_and_floor
+    assert runs["real"][0]["evaluation_key"] == runs["noise"][0]["evaluation_key"]
+    assert runs["real"][0]["caption_set"]["id"] == runs["noise"][0]["caption_set"]["id"]
+    assert [m for m in logs if "real features" in m] == [
+        "evaluate: real features of 16 images computed",
+        "evaluate: real features of 16 images from cache",
+    ]
+    assert sum("dual encoder: reusing" in m for m in logs) == 1
+
+
+def test_a_pinned_caption_set_must_match_the_data_version(ceiling_and_floor, records_root, cache_dir, tmp_path):
+    pinned = ceiling_and_floor[0]["noise"][1] / "caption_set.json"
+    with pytest.raises(ValueError, match="drawn from data version demo-v1"):
+        evaluate(
+            data_root=records_root, out_dir=tmp_path, data_version="demo-v2",
+            config=config(cache_dir, caption_set=str(pinned)), generate=noise,
+        )  # fmt: skip
+
+
+def test_generate_must_return_one_uint8_image_per_caption(records_root, cache_dir, tmp_path):
+    with pytest.raises(ValueError, match="generate must return uint8"):
+        evaluate(
+            data_root=records_root, out_dir=tmp_path, data_version="demo-v1", config=config(cache_dir),
+            generate=lambda captions, seed: noise(captions, seed)[:-1],
+        )  # fmt: skip
+
+
+def tiny_model(folder):
+    torch.manual_seed(123)  # not the untrained baseline's initialisation (seeded by the eval seed, 0)
+    model_config = ModelConfig(
+        image_size=16, z_dim=8, text_dim=384, g_base=4, g_channels=(2, 1), d_base=4, d_channels=(1, 2, 2),
+        attention_size=8, region_size=8,
+    )  # fmt: skip
+    return write_model_folder(
+        folder,
+        generator=Generator(model_config),
+        text_encoder={"name": DEFAULT_TEXT_ENCODER, "max_length": 17},
+        provenance={"training_run_id": "run-1"},
+    )
+
+
+def test_cli_scores_a_model_folder_with_the_untrained_baseline(records_root, cache_dir, tmp_path, capsys):
+    model_dir = tiny_model(tmp_path / "model")
+    dual = json.dumps(DUAL)
+    evaluate_cli([
+        "--model", str(model_dir), "--data-root", str(records_root), "--out", str(tmp_path / "eval"),
+        "--data-version", "demo-v1", "--num-samples", "8", "--extractor", PIXEL_STATS, "--rprecision-candidates", "20",
+        "--kid-subsets", "5", "--untrained-baseline", "true", "--demo-shapes", "true", "--cache-dir", str(cache_dir),
+        "--dual-encoder", dual,
+    ])  # fmt: skip
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed["scores"]) == {"model", "untrained", "real"}
+    summary = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert summary["model"]["provenance"]["training_run_id"] == "run-1"
+    assert summary["produced_by"]["image_size"] == 16  # real images are brought to the generator's size
+    assert summary["scores"]["model"]["fid"] != summary["scores"]["untrained"]["fid"]  # different weights
+    with pytest.raises(SystemExit):
+        evaluate_cli(["--model", str(model_dir), "--data-root", str(records_root), "--out", "x", "--split", "test"])
+
+
+def test_dual_encoder_is_saved_versioned_and_reused(records_root, tmp_path):
+    logs = []
+    settings = DualEncoderConfig(**DUAL)
+    first = dual_encoder_for(
+        data_root=records_root, source="coco", data_version="v1", config=settings, cache_dir=tmp_path, log=logs.append
+    )
+    again = dual_encoder_for(
+        data_root=records_root, source="coco", data_version="v1", config=settings, cache_dir=tmp_path, log=logs.append
+    )
+    other = dual_encoder_for(
+        data_root=records_root, source="coco", data_version="v2", config=settings, cache_dir=tmp_path, log=logs.append
+    )
+    assert first.version == again.version != other.version
+    assert sum("reusing" in m for m in logs) == 1
+    assert first.training["final_loss"] < first.training["first_loss"]
+    records = read_records(records_root, "coco", "val")
+    images = first.encode_images(records.images[:4])
+    assert torch.allclose(images, again.encode_images(records.images[:4]), atol=1e-5)
+    assert torch.allclose(images.norm(dim=-1), torch.ones(4), atol=1e-5)
+    folder = tmp_path / "dual-encoders" / f"dual-{first.version}"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "projections.safetensors"]
+    with pytest.raises(FileNotFoundError, match="MobileNetV2 weights not found"):
+        DualEncoder.load(folder, backbone_weights=str(tmp_path / "missing.pth"))
+    impostor = tmp_path / "impostor.pth"
+    impostor.write_bytes(b"not the weights")
+    with pytest.raises(ValueError, match="hash"):
+        DualEncoder.load(folder, backbone_weights=str(impostor))
