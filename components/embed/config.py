@@ -16,6 +16,7 @@ DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
 @dataclass(frozen=True)
 class EmbedConfig:
     data_root: str  # ingest's output root: records/ are read from it, embeddings/ written under it
+    output_root: str = ""  # where embeddings/ go instead (a pipeline step's own output); "": data_root
     sources: tuple[str, ...] = ("coco", "ln_coco")
     encoder: str = DEFAULT_TEXT_ENCODER  # a transformers encoder by hub name or local path
     max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))  # tokens, per source
@@ -27,6 +28,7 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
         set_(self, "data_root", absolute(str(self.data_root)))
+        set_(self, "output_root", absolute(str(self.output_root)) if self.output_root else self.data_root)
         set_(self, "sources", tuple(self.sources))
         set_(self, "beam_args", tuple(self.beam_args))
         set_(self, "max_lengths", {**DEFAULT_MAX_LENGTHS, **dict(self.max_lengths)})

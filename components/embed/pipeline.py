@@ -83,7 +83,7 @@ def to_row(keyed) -> dict:
 
 
 def build(pipeline: beam.Pipeline, config: EmbedConfig, pairs: list[tuple[str, str]]) -> None:
-    root, encoder = config.data_root, config.encoder
+    root, out, encoder = config.data_root, config.output_root, config.encoder
     for max_length in sorted({config.max_lengths[source] for source, _ in pairs}):
         group = [(source, split) for source, split in pairs if config.max_lengths[source] == max_length]
         reads = [
@@ -104,7 +104,7 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig, pairs: list[tuple[str, s
             | f"Rows L{max_length}" >> beam.Map(to_row)
             | f"Write L{max_length}"
             >> WriteParquetShards(
-                folder_of=lambda row, n=max_length: embeddings_dir(root, encoder, n, row["source"], row["split"]),
+                folder_of=lambda row, n=max_length: embeddings_dir(out, encoder, n, row["source"], row["split"]),
                 schema=EMBEDDING_SCHEMA,
                 shards=config.shards,
                 sort_key=lambda row: (row["image_id"], row["caption_index"]),
@@ -116,16 +116,13 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig, pairs: list[tuple[str, s
 def run_embed(*, config: EmbedConfig) -> dict:
     """Encode every caption of the configured sources; returns counts per table and the throughput."""
     started = time.perf_counter()
-    root = config.data_root
+    root = config.output_root
     pairs = record_tables(config)
     dim = encoder_width(config.encoder)
     lengths = sorted({config.max_lengths[source] for source, _ in pairs})
-    roots = {
-        source: embeddings_root(config.data_root, config.encoder, config.max_lengths[source])
-        for source in config.sources
-    }
+    roots = {source: embeddings_root(root, config.encoder, config.max_lengths[source]) for source in config.sources}
     remove(
-        [posixpath.join(root, source) for source, root in roots.items()]
+        [posixpath.join(folder, source) for source, folder in roots.items()]
         + [posixpath.join(r, "encoder.json") for r in set(roots.values())]
     )
     pipeline = beam.Pipeline(options=pipeline_options(config.runner, config.beam_args))
@@ -147,7 +144,7 @@ def run_embed(*, config: EmbedConfig) -> dict:
         tables.setdefault(name, {}).setdefault(source, {})[split] = n_out
     for n in lengths:
         write_json(
-            posixpath.join(embeddings_root(config.data_root, config.encoder, n), "encoder.json"),
+            posixpath.join(embeddings_root(root, config.encoder, n), "encoder.json"),
             {
                 "name": config.encoder,
                 "max_length": n,
@@ -161,6 +158,7 @@ def run_embed(*, config: EmbedConfig) -> dict:
     captions = sum(n for table in tables.values() for splits in table.values() for n in splits.values())
     return {
         "data_root": config.data_root,
+        "output_root": root,
         "encoder": config.encoder,
         "dim": dim,
         "tables": tables,
