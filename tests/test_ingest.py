@@ -120,20 +120,20 @@ def test_bad_bytes_raise_rejected_with_stage():
 def test_published_file_names_map_to_source_split_and_image_folder():
     def found(source, name):
         file = annotation_file(source, f"/r/annotations/{name}", input_root="/r", image_dirs={})
-        return file and (file.split, file.image_dir)
+        return file and (file.split, file.image_folder)
 
-    assert found("coco", "captions_train2014.json") == ("train", "/r/train2014")
-    assert found("coco", "captions_val2017.json") == ("val", "/r/val2017")
+    assert found("coco", "captions_train2014.json") == ("train", "train2014")
+    assert found("coco", "captions_val2017.json") == ("val", "val2017")
     assert found("coco", "instances_val2017.json") is None
-    assert found("ln_coco", "coco_train_localized_narratives-00003-of-00004.jsonl") == ("train", "/r/train2017")
-    assert found("ln_coco", "coco_val_localized_narratives.jsonl") == ("val", "/r/val2017")
+    assert found("ln_coco", "coco_train_localized_narratives-00003-of-00004.jsonl") == ("train", "train2017")
+    assert found("ln_coco", "coco_val_localized_narratives.jsonl") == ("val", "val2017")
     assert found("ln_open_images", "open_images_train_v6_localized_narratives-00000-of-00010.jsonl") == (
         "train",
-        "/r/open_images/train",
+        "open_images/train",
     )
     assert found("ln_open_images", "open_images_validation_localized_narratives.jsonl") == (
         "val",
-        "/r/open_images/validation",
+        "open_images/validation",
     )
     assert found("ln_open_images", "open_images_test_localized_narratives.jsonl") is None  # no test split here
 

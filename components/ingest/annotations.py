@@ -31,6 +31,11 @@ ANNOTATION_FILES = {
         r"open_images_(?P<split>train|validation|val|test)(?:_v\d+)?_localized_narratives(?:-\d+-of-\d+)?\.jsonl"
     ),
 }
+EXAMPLE_NAMES = {
+    "coco": "captions_train2017.json",
+    "ln_coco": "coco_train_localized_narratives.jsonl",
+    "ln_open_images": "open_images_train_v6_localized_narratives-00000-of-00010.jsonl",
+}
 SPLIT_OF_WORD = {"train": "train", "val": "val", "validation": "val"}  # Open Images "test" has no split here
 DEFAULT_IMAGE_DIRS = {"coco": "{split}{year}", "ln_coco": "{split}2017", "ln_open_images": "open_images/{split}"}
 IMAGE_ID_PATTERNS = {"ln_coco": re.compile(r"\d{1,12}"), "ln_open_images": re.compile(r"[0-9A-Za-z_-]{1,64}")}
@@ -38,12 +43,21 @@ PLAIN_FILE_NAME = re.compile(r"[^/\\]+")  # no folders, so a record cannot point
 PREVIEW_CHARS = 300
 
 
+# Paths are kept relative to the input root (`name`, `image_folder`, `image_name`) wherever they reach an
+# output, so the outputs do not depend on where a checkout lives; `root` makes them whole for reading.
+
+
 @dataclass(frozen=True)
 class AnnotationFile:
     source: str
     split: str  # "train" | "val"
-    path: str  # the annotation file
-    image_dir: str  # the folder its images are in
+    root: str  # the input root
+    name: str  # the annotation file, relative to the root
+    image_folder: str  # the folder of its images, relative to the root
+
+    @property
+    def path(self) -> str:
+        return posixpath.join(self.root, self.name)
 
 
 @dataclass(frozen=True)
@@ -54,9 +68,14 @@ class Candidate:
     split: str
     image_id: str
     file_name: str
-    image_path: str
+    root: str
+    image_name: str  # relative to the root
     captions: tuple[str, ...]
     location: str  # where the image was declared: "<file> images[i]" or "<file>:<line>"
+
+    @property
+    def image_path(self) -> str:
+        return posixpath.join(self.root, self.image_name)
 
 
 @dataclass(frozen=True)
@@ -68,13 +87,12 @@ class Narrative:
     image_id: str
     annotator_id: int | None
     caption: str
-    image_dir: str
-    path: str
+    file: AnnotationFile
     line: int
 
     @property
     def location(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.file.name}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -115,8 +133,9 @@ def annotation_file(source: str, path: str, *, input_root: str, image_dirs: dict
     if not match or match["split"] not in SPLIT_OF_WORD:
         return None
     template = image_dirs.get(source, DEFAULT_IMAGE_DIRS[source])
-    image_dir = template.format(split=match["split"], year=match.groupdict().get("year") or "")
-    return AnnotationFile(source, SPLIT_OF_WORD[match["split"]], path, posixpath.join(input_root, image_dir))
+    image_folder = template.format(split=match["split"], year=match.groupdict().get("year") or "")
+    name = path.removeprefix(input_root.rstrip("/") + "/")
+    return AnnotationFile(source, SPLIT_OF_WORD[match["split"]], input_root, name, image_folder)
 
 
 def coco_year(path: str) -> int:
@@ -166,7 +185,7 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        reject("parse", f"not a valid JSON file: {error}", file.path, {"path": file.path})
+        reject("parse", f"not a valid JSON file: {error}", file.name, {"file": file.name})
         return [], dead, counts + Counter({("files", "rejected"): 1})
     if not isinstance(document, dict):
         shape = ["the top level must be an object"]
@@ -175,7 +194,7 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
             f"{key!r} must be a list" for key in ("images", "annotations") if not isinstance(document.get(key), list)
         ]
     if shape:
-        reject("schema", "not a COCO captions file: " + "; ".join(shape), file.path, {"path": file.path})
+        reject("schema", "not a COCO captions file: " + "; ".join(shape), file.name, {"file": file.name})
         return [], dead, counts + Counter({("files", "rejected"): 1})
     counts[("files", "parsed")] = 1
 
@@ -183,7 +202,7 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
     owner_of_file: dict[str, int] = {}
     rejected_images: dict[int, str] = {}
     for index, entry in enumerate(document["images"]):
-        where = f"{file.path} images[{index}]"
+        where = f"{file.name} images[{index}]"
         counts[("images", "in")] += 1
         problems = type_problems(entry, {"id": int, "file_name": str}) if isinstance(entry, dict) else ["not an object"]
         if not problems and not PLAIN_FILE_NAME.fullmatch(entry["file_name"]):
@@ -208,7 +227,7 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
     captions: dict[int, list[str]] = {}
     first_annotation: dict[int, int] = {}
     for index, annotation in enumerate(document["annotations"]):
-        where = f"{file.path} annotations[{index}]"
+        where = f"{file.name} annotations[{index}]"
         counts[("annotations", "in")] += 1
         try:
             problems = (
@@ -238,7 +257,7 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
             reject(rejected.stage, rejected.reason, where, annotation)
 
     for image_id, (index, entry) in images.items():
-        where = f"{file.path} images[{index}]"
+        where = f"{file.name} images[{index}]"
         if image_id not in captions:
             counts[("images", "rejected")] += 1
             reject("join", f"image id {image_id} has no valid caption", where, entry)
@@ -249,7 +268,8 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
                 split=file.split,
                 image_id=str(image_id),
                 file_name=entry["file_name"],
-                image_path=posixpath.join(file.image_dir, entry["file_name"]),
+                root=file.root,
+                image_name=posixpath.join(file.image_folder, entry["file_name"]),
                 captions=tuple(captions[image_id]),
                 location=where,
             )
@@ -287,8 +307,7 @@ def parse_narrative(raw: bytes, file: AnnotationFile, *, line: int, max_caption_
         image_id=record["image_id"],
         annotator_id=annotator,
         caption=clean_caption(record["caption"], max_chars=max_caption_chars),
-        image_dir=file.image_dir,
-        path=file.path,
+        file=file,
         line=line,
     )
 
@@ -300,7 +319,7 @@ def narrative_file_name(source: str, image_id: str) -> str:
 
 def gather_narratives(narratives: list[Narrative]) -> tuple[Candidate, list[DeadLetter]]:
     """All narratives of one image -> its candidate (file order) and the exact repeats it dropped."""
-    ordered = sorted(narratives, key=lambda n: (n.path, n.line))
+    ordered = sorted(narratives, key=lambda n: (n.file.name, n.line))
     first = ordered[0]
     seen: dict[tuple, Narrative] = {}
     dead = []
@@ -326,7 +345,8 @@ def gather_narratives(narratives: list[Narrative]) -> tuple[Candidate, list[Dead
         split=first.split,
         image_id=first.image_id,
         file_name=file_name,
-        image_path=posixpath.join(first.image_dir, file_name),
+        root=first.file.root,
+        image_name=posixpath.join(first.file.image_folder, file_name),
         captions=tuple(n.caption for n in seen.values()),
         location=first.location,
     )

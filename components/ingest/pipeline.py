@@ -8,7 +8,8 @@
 
 COCO files are parsed whole (the image list and captions live in one JSON); Localized Narratives
 lines are parsed one by one and grouped by image. A Reshuffle before the image work spreads it
-over workers on distributed runners.
+over workers on distributed runners. Outputs are sorted within fixed shards, so the same inputs
+give byte-identical files; counts are Beam counters, read once the pipeline has finished.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from apache_beam.metrics import Metrics
 from model.data import RECORD_SCHEMA, records_dir
 
 from .annotations import (
+    EXAMPLE_NAMES,
     AnnotationFile,
     Candidate,
     DeadLetter,
@@ -81,17 +83,10 @@ def discover(config: IngestConfig) -> list[AnnotationFile]:
         if not found:
             raise FileNotFoundError(
                 f"no {source} annotation files in {folder} (looked for names like "
-                f"{_EXAMPLE_NAMES[source]}; found {[posixpath.basename(p) for p in paths]})"
+                f"{EXAMPLE_NAMES[source]}; found {[posixpath.basename(p) for p in paths]})"
             )
         files.extend(found)
     return files
-
-
-_EXAMPLE_NAMES = {
-    "coco": "captions_train2017.json",
-    "ln_coco": "coco_train_localized_narratives.jsonl",
-    "ln_open_images": "open_images_train_v6_localized_narratives-00000-of-00010.jsonl",
-}
 
 
 def _count(source: str, split: str, unit: str, outcome: str, n: int = 1) -> None:
@@ -112,7 +107,7 @@ class ParseCocoFile(beam.DoFn):
             with FileSystems.open(file.path) as stream:
                 data = stream.read()
         except OSError as error:
-            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.path, {}))
+            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
             _count(file.source, file.split, "files", "in")
             _count(file.source, file.split, "files", "rejected")
             return
@@ -141,14 +136,14 @@ class ReadNarratives(beam.DoFn):
                         narrative = parse_narrative(raw, file, line=line, max_caption_chars=self.max_caption_chars)
                     except Rejected as rejected:
                         counts["rejected"] += 1
-                        location = f"{file.path}:{line}"
+                        location = f"{file.name}:{line}"
                         yield _dead(
                             DeadLetter(file.source, file.split, rejected.stage, rejected.reason, location, preview(raw))
                         )
                         continue
                     yield (file.source, file.split, narrative.image_id), narrative
         except OSError as error:  # unreadable mid-way: the lines read so far stand, the file is reported
-            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.path, {}))
+            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
             _count(file.source, file.split, "files", "in")
             _count(file.source, file.split, "files", "rejected")
         else:
@@ -171,16 +166,17 @@ class GatherNarratives(beam.DoFn):
             _count(source, split, "annotations", "rejected", len(dead))
 
 
-def read_bytes(path: str) -> bytes:
+def read_image_file(candidate: Candidate) -> bytes:
+    path, name = candidate.image_path, candidate.image_name
     try:
         with FileSystems.open(path) as stream:
             return stream.read()
     except FileNotFoundError as error:
-        raise Rejected("read", f"image file not found: {path}") from error
+        raise Rejected("read", f"image file not found: {name}") from error
     except OSError as error:  # Beam wraps some filesystems' errors in BeamIOError (an OSError)
         if not FileSystems.exists(path):
-            raise Rejected("read", f"image file not found: {path}") from error
-        raise Rejected("read", f"cannot read image file {path}: {error}") from error
+            raise Rejected("read", f"image file not found: {name}") from error
+        raise Rejected("read", f"cannot read image file {name}: {type(error).__name__}") from error
 
 
 class ProcessImage(beam.DoFn):
@@ -195,9 +191,9 @@ class ProcessImage(beam.DoFn):
     def process(self, candidate: Candidate):
         c = candidate
         try:
-            image = process_image(read_bytes(c.image_path), settings=self.settings)
+            image = process_image(read_image_file(c), settings=self.settings)
         except Rejected as rejected:
-            record = {"image_id": c.image_id, "image_path": c.image_path, "captions": list(c.captions)}
+            record = {"image_id": c.image_id, "image_path": c.image_name, "captions": list(c.captions)}
             yield _dead(DeadLetter(c.source, c.split, rejected.stage, rejected.reason, c.location, preview(record)))
             _count(c.source, c.split, "images", "rejected")
             _count(c.source, c.split, "annotations", "rejected", len(c.captions))
@@ -279,29 +275,25 @@ def dead_letter_file(root: str, source: str) -> str:
     return shard_name(dead_letter_dir(root, source), 0, 1, ".jsonl")
 
 
+def split_counts(totals: dict[tuple, int], source: str, split: str) -> dict[str, dict[str, int]]:
+    """Counts of one source and split per unit, each checked: in = ok + rejected."""
+    counts = {}
+    for unit, ok in (("files", "parsed"), ("annotations", "written"), ("images", "written")):
+        counted = {outcome: totals.get((source, split, unit, outcome), 0) for outcome in ("in", ok, "rejected")}
+        if counted["in"] != counted[ok] + counted["rejected"]:
+            raise RuntimeError(f"ingest counts do not add up for {source}/{split}/{unit}: {counted}")
+        counts[unit] = counted
+    return counts
+
+
 def summarise(totals: dict[tuple, int], config: IngestConfig, files: list[AnnotationFile]) -> dict[str, dict]:
-    """Per source: the settings records were made with, and per split and unit the counts, checked to add up."""
+    """Per source: the settings its records were made with, and the counts per split."""
     summaries = {}
     for source in config.sources:
-        splits = {}
-        for split in sorted({f.split for f in files if f.source == source}):
-
-            def unit(name: str, ok: str, s=source, sp=split) -> dict:
-                return {outcome: totals.get((s, sp, name, outcome), 0) for outcome in ("in", ok, "rejected")}
-
-            splits[split] = {
-                "files": unit("files", "parsed"),
-                "annotations": unit("annotations", "written"),
-                "images": unit("images", "written"),
-            }
-            for name, counted in splits[split].items():
-                values = list(counted.values())
-                if values[0] != values[1] + values[2]:
-                    raise RuntimeError(f"ingest counts do not add up for {source}/{split}/{name}: {counted}")
+        splits = sorted({f.split for f in files if f.source == source})
         summaries[source] = {
             "source": source,
-            "input_root": config.input_root,
-            "annotation_files": [f.path for f in files if f.source == source],
+            "annotation_files": [f.name for f in files if f.source == source],
             "image": {
                 "format": "PNG",
                 "mode": "RGB",
@@ -311,7 +303,8 @@ def summarise(totals: dict[tuple, int], config: IngestConfig, files: list[Annota
                 "max_pixels": config.max_image_pixels,
             },
             "max_caption_chars": config.max_caption_chars,
-            "splits": splits,
+            "shards": config.shards,
+            "splits": {split: split_counts(totals, source, split) for split in splits},
         }
     return summaries
 
