@@ -259,6 +259,7 @@ def test_bounded_load_no_server_errors_and_stable_memory(server, http):
     warm = server.rss_bytes()
     statuses = asyncio.run(run(200))
     grown = server.rss_bytes() - warm
+    print(f"server RSS {warm / 2**20:.0f} MiB after warm-up, {grown / 2**20:+.1f} MiB after 200 requests")
     assert statuses.count(200) == 200, {s: statuses.count(s) for s in set(statuses)}
     assert grown < 64 * 2**20, f"resident memory grew by {grown / 2**20:.1f} MiB over 200 requests"
     assert http.get("/v2/models/xmcgan/ready").status_code == 200
