@@ -56,7 +56,14 @@ def evaluation(model_dir, fid, rprecision, *, key="eval-1"):
         "caption_set": {"id": "set-1", "size": 10, "path": "unused"},
         "evaluation_key": key,
         "scores": {"model": {"fid": fid, "kid_mean": 0.01, "r_precision": rprecision, "r_precision_std": 0.01}},
-        "produced_by": {"extractor": {"name": "tf-inception-2015-12-05"}},
+        "produced_by": {
+            "extractor": {"name": "tf-inception-2015-12-05", "weights_sha256": "7f" * 32, "resize": "tf1-bilinear"},
+            "num_generated": 10,
+            "num_real": 20,
+            "image_size": 16,
+            "rprecision_encoder": {"kind": "dual", "name": "dual-0123", "version": "0123"},
+            "rprecision": {"candidates": 100, "repeats": 10},
+        },
         "config": {},
     }
 
@@ -92,6 +99,8 @@ def test_first_model_ever_becomes_champion_with_scores_and_lineage(registry, tmp
     assert version.tags["data_version"] == "val-data-1" and version.tags["training_data_version"] == "train-data-1"
     assert version.tags["evaluation_set"] == "set-1" and version.tags["evaluation_key"] == "eval-1"
     assert version.tags["code_version"] == "abc123" and version.tags["gate"] == "passed"
+    assert version.tags["eval.extractor"] == "tf-inception-2015-12-05" and version.tags["eval.num_generated"] == "10"
+    assert version.tags["eval.extractor_sha256"] == "7f" * 32 and version.tags["eval.rprecision_encoder"] == "0123"
     assert float(version.tags["metric.fid"]) == 40.0 and float(version.tags["metric.r_precision"]) == 0.5
     assert scores_on(version, "eval-1")["fid"] == 40.0
     assert "FID 40" in version.description and "train-run-1" in version.description

@@ -260,14 +260,11 @@ def evaluate(
     }
 
     grid_count = min(config.grid_captions, len(captions))
-    grid_png = None
-    if grid_count:
-        rows = ["real", *(name for name in image_sets if name != "real")]
-        grid_png = png_bytes(sample_grid({name: image_sets[name][:grid_count] for name in rows}))
+    rows = ["real", *(name for name in image_sets if name != "real")] if grid_count else []
+    grid_png = png_bytes(sample_grid({name: image_sets[name][:grid_count] for name in rows})) if rows else None
+    if grid_png:
         (out_dir / "samples.png").write_bytes(grid_png)
-    html_text = render_html(
-        summary, grid_png=grid_png, grid_rows=rows if grid_count else [], grid_captions=captions[:grid_count]
-    )
+    html_text = render_html(summary, grid_png=grid_png, grid_rows=rows, grid_captions=captions[:grid_count])
     (out_dir / "report.html").write_text(html_text)
     total = time.perf_counter() - started
     summary["timings"]["total_seconds"] = round(total, 2)

@@ -26,13 +26,31 @@ def _candidate(evaluation: dict) -> dict:
     return {"evaluation_key": evaluation["evaluation_key"], **{k: scores.get(k) for k in GATE_METRICS}}
 
 
+def produced_by_tags(produced_by: dict) -> dict:
+    """What produced the scores, as flat version tags."""
+    extractor, encoder = produced_by["extractor"], produced_by["rprecision_encoder"]
+    return {
+        "eval.extractor": extractor["name"],
+        "eval.extractor_sha256": extractor["weights_sha256"],
+        "eval.resize": extractor["resize"],
+        "eval.num_generated": produced_by["num_generated"],
+        "eval.num_real": produced_by["num_real"],
+        "eval.image_size": produced_by["image_size"],
+        "eval.rprecision_encoder": encoder.get("version") or encoder["name"],
+        "eval.rprecision_candidates": produced_by["rprecision"]["candidates"],
+    }
+
+
 def reevaluate_with(evaluation: dict) -> Callable[[Path], dict]:
     """Score another model folder exactly as `evaluation` scored the candidate (same data, caption set, config)."""
 
     def score(model_dir: Path) -> dict:
         from components.evaluate import EvalConfig, evaluate
 
-        config = EvalConfig.from_dict({**evaluation["config"], "caption_set": evaluation["caption_set"]["path"]})
+        pinned = evaluation["caption_set"]["path"]  # the set is also re-drawn identically from data and seed
+        config = EvalConfig.from_dict(
+            {**evaluation["config"], "caption_set": pinned if Path(pinned).is_file() else None}
+        )
         with tempfile.TemporaryDirectory(prefix="champion-eval-") as out:
             result = evaluate(
                 data_root=evaluation["data_root"],
@@ -116,6 +134,7 @@ def promote(
         "evaluation_set": evaluation["caption_set"]["id"],
         "evaluation_key": evaluation["evaluation_key"],
         "code_version": provenance.get("code_version") or code_version(),
+        **produced_by_tags(evaluation["produced_by"]),
     }
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"promote-{name}") as run:
