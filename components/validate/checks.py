@@ -5,6 +5,7 @@ Every expectation carries `meta.why`: the sentence that the report and the failu
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +190,8 @@ def run_checks(tables: list[Table]) -> list[dict]:
     for number, table in enumerate(tables):
         name = f"table-{number}"
         batch = datasource.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=table.expectations))
+        expectations = [copy.copy(e) for e in table.expectations]  # a suite takes ownership of its expectations
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         outcome = definition.run(
             batch_parameters={"dataframe": table.frame},
