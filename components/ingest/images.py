@@ -7,10 +7,11 @@ Every way an input can be unusable raises `Rejected` with the stage and a reason
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 RESIZE_MODES = ("stretch", "center_crop")
 # Raster formats photo datasets ship in (the JPEG plugin also opens multi-picture MPO files).
@@ -56,8 +57,10 @@ def decode(data: bytes, *, settings: ImageSettings) -> tuple[Image.Image, tuple[
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as error:
         raise Rejected("size", f"decompression bomb: {error}") from error
+    except UnidentifiedImageError as error:
+        raise Rejected("decode", f"not an image in a readable format ({', '.join(ALLOWED_FORMATS)})") from error
     except Exception as error:  # Pillow raises many types for unreadable headers
-        raise Rejected("decode", f"not a readable image ({type(error).__name__}: {error})") from error
+        raise Rejected("decode", f"not a readable image ({describe(error)})") from error
     width, height = image.size
     if width * height > settings.max_pixels:
         raise Rejected(
@@ -74,7 +77,12 @@ def decode(data: bytes, *, settings: ImageSettings) -> tuple[Image.Image, tuple[
     except Rejected:
         raise
     except Exception as error:  # truncated or corrupt data surfaces here, as OSError, SyntaxError, ValueError...
-        raise Rejected("decode", f"corrupt image data ({type(error).__name__}: {error})") from error
+        raise Rejected("decode", f"corrupt image data ({describe(error)})") from error
+
+
+def describe(error: Exception) -> str:
+    """ "Type: message" without object addresses, so the same bad input gives the same dead-letter text."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(error).__name__}: {error}")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
