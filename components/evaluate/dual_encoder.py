@@ -217,7 +217,7 @@ def train_projections(
         loss.backward()
         optimiser.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return projections.eval(), losses
 
 
