@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="--direct_num_workers=1;--direct_num_workers=2 --direct_running_mode=multi_threading",
-        help="Beam options to compare, variants separated by ';', options by spaces",
+        help="Beam options to compare, variants separated by ';', options by spaces (the second is the default)",
     )
     args = parser.parse_args()
 

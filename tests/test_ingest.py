@@ -21,11 +21,9 @@ from components.ingest.annotations import annotation_file
 from components.ingest.images import ImageSettings, Rejected, process_image, resize
 from model.data import RECORD_SCHEMA, records_dir
 
-FAST = ("--direct_num_workers=1",)
-
 
 def ingest(input_root: Path, output_root: Path, **options) -> dict:
-    config = IngestConfig(input_root=str(input_root), output_root=str(output_root), beam_args=FAST, **options)
+    config = IngestConfig(input_root=str(input_root), output_root=str(output_root), **options)
     return run_ingest(config=config)
 
 

@@ -29,6 +29,7 @@ HELP = {
     "image_dirs": "image folder per source relative to the input root, with {split} and {year}",
     "shards": "Parquet files per source and split (each is assembled in one worker's memory)",
     "runner": "Beam runner (DirectRunner, FnApiRunner, DataflowRunner, FlinkRunner, ...)",
+    "local_threads": "worker threads of the DirectRunner (other runners ignore it)",
     "beam_args": "more Beam pipeline options, as a YAML list",
 }
 

@@ -37,9 +37,11 @@ def shard_name(folder: str, shard: int, shards: int, suffix: str) -> str:
     return posixpath.join(folder, f"part-{shard:05d}-of-{shards:05d}{suffix}")
 
 
-def pipeline_options(runner: str, beam_args: tuple[str, ...]) -> PipelineOptions:
-    """Options naming the runner explicitly: Beam's default would first try to download Prism."""
-    return PipelineOptions(["--runner", runner, *beam_args])
+def pipeline_options(runner: str, beam_args: tuple[str, ...], *, local_threads: int = 1) -> PipelineOptions:
+    """Options naming the runner explicitly (Beam's default would first try to download Prism); on the local
+    runners, `local_threads` worker threads. `beam_args` come last and win."""
+    threads = ["--direct_num_workers", str(local_threads), "--direct_running_mode", "multi_threading"]
+    return PipelineOptions(["--runner", runner, *(threads if local_threads > 1 else []), *beam_args])
 
 
 def remove(paths: list[str]) -> None:

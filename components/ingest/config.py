@@ -30,7 +30,8 @@ class IngestConfig:
     image_dirs: dict[str, str] = field(default_factory=dict)  # per source, overrides DEFAULT_IMAGE_DIRS
     shards: int = 4  # Parquet files per source and split; each is assembled in one worker's memory
     runner: str = "DirectRunner"
-    beam_args: tuple[str, ...] = ()  # passed to Beam's PipelineOptions, e.g. ("--direct_num_workers=2",)
+    local_threads: int = 2  # DirectRunner worker threads: decoding and PNG encoding release the GIL
+    beam_args: tuple[str, ...] = ()  # passed to Beam's PipelineOptions, e.g. ("--project=...",)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -58,6 +59,8 @@ class IngestConfig:
             problems.append(f"max_caption_chars must be at least 1, got {self.max_caption_chars}")
         if self.coco_year not in (None, 2014, 2017):
             problems.append(f"coco_year must be 2014, 2017 or null, got {self.coco_year}")
+        if self.local_threads < 1:
+            problems.append(f"local_threads must be at least 1, got {self.local_threads}")
         if self.shards < 1:
             problems.append(f"shards must be at least 1, got {self.shards}")
         if problems:

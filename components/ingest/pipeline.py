@@ -323,7 +323,8 @@ def run_ingest(*, config: IngestConfig) -> dict:
         )
     for source in config.sources:  # a source without rejections still has its (empty) dead-letter file
         write_text(dead_letter_file(config.output_root, source), "")
-    pipeline = beam.Pipeline(options=pipeline_options(config.runner, config.beam_args))
+    options = pipeline_options(config.runner, config.beam_args, local_threads=config.local_threads)
+    pipeline = beam.Pipeline(options=options)
     build(pipeline, config, files)
     result = pipeline.run()
     if (state := result.wait_until_finish()) != "DONE":
