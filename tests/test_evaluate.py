@@ -3,8 +3,12 @@ the floor; files, provenance, the caption set, caches; a model folder with the u
 the CLI; the dual encoder trained, saved and reused."""
 
 import json
+import shutil
+from dataclasses import replace
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from test_evaluate_data import write_records
@@ -180,3 +184,37 @@ def test_dual_encoder_is_saved_versioned_and_reused(records_root, tmp_path):
     impostor.write_bytes(b"not the weights")
     with pytest.raises(ValueError, match="hash"):
         DualEncoder.load(folder, backbone_weights=str(impostor))
+
+
+def test_caption_vectors_of_the_embed_step_are_reused_when_they_match(records_root, tmp_path):
+    from components.evaluate.dual_encoder import stored_sentence_embeddings
+    from model.data import EMBEDDING_SCHEMA, embeddings_dir
+
+    settings = DualEncoderConfig(**DUAL)
+    records = read_records(records_root, "coco", "train")
+    assert stored_sentence_embeddings(records_root, records, settings, source="coco", split="train") is None
+    rows = [
+        {
+            "image_id": image_id,
+            "source": "coco",
+            "split": "train",
+            "caption_index": index,
+            "caption": caption,
+            "token_embeddings": b"",
+            "attention_mask": b"",
+            "sentence_embedding": np.full(384, row + index / 10, np.float32).tobytes(),
+        }
+        for row, (image_id, captions) in enumerate(zip(records.image_ids, records.captions, strict=True))
+        for index, caption in enumerate(captions)
+    ][::-1]  # stored order does not matter
+    folder = tmp_path / embeddings_dir("", settings.text_encoder, settings.max_length, "coco", "train").lstrip("/")
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=EMBEDDING_SCHEMA), folder / "part-00000.parquet")
+    for split in ("train", "val"):  # the records beside them
+        (tmp_path / "records" / "coco").mkdir(parents=True, exist_ok=True)
+        shutil.copytree(records_root / "records" / "coco" / split, tmp_path / "records" / "coco" / split)
+    vectors = stored_sentence_embeddings(tmp_path, records, settings, source="coco", split="train")
+    assert vectors.shape == (5 * len(records), 384)
+    assert vectors[0, 0] == 0.0 and vectors[6, 0] == pytest.approx(1.1)  # image 1, caption 1, in record order
+    changed = replace(records, captions=[["another caption", *records.captions[0][1:]], *records.captions[1:]])
+    assert stored_sentence_embeddings(tmp_path, changed, settings, source="coco", split="train") is None

@@ -5,7 +5,8 @@ weights (offline file, loaded strictly with weights_only), average-pooled to a `
 so that where things are survives; the text tower is the frozen sentence embedding of
 model.text_encoder.TextEncoder. Two linear projections into a joint space are trained with a
 symmetric InfoNCE loss on real (image, caption) pairs of the training split. Frozen features are
-computed once, then the projections train on features, which takes seconds.
+computed once (caption vectors are taken from the embed step's output when it holds them for the
+same encoder and length), then the projections train on features, which takes seconds.
 
 A trained encoder is saved as config.json + projections.safetensors under a folder named by the
 hash of everything that determines it (data version, source, backbone weights, text encoder,
@@ -31,6 +32,7 @@ from einops import rearrange
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from model.data import embeddings_dir, read_parquet_dir
 from model.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
 
 from .fidelity import file_sha256
@@ -221,21 +223,51 @@ def train_projections(
     return projections.eval(), losses
 
 
-def train_dual_encoder(records, config: DualEncoderConfig, *, version: str, log=print) -> DualEncoder:
-    """Frozen features of the training records once, then InfoNCE on the projections."""
+def stored_sentence_embeddings(data_root, records, config: DualEncoderConfig, *, source: str, split: str):
+    """The sentence embeddings the embed step stored for exactly these captions with the same encoder and
+    length, in record order (n_captions, dim); None when it has not run or its captions differ."""
+    folder = Path(embeddings_dir(data_root, config.text_encoder, config.max_length, source, split))
+    if not any(folder.glob("*.parquet")):
+        return None
+    table = read_parquet_dir(folder, columns=["image_id", "caption_index", "caption", "sentence_embedding"])
+    stored = {
+        (image_id, index): (caption, vector)
+        for image_id, index, caption, vector in zip(*(table[c].to_pylist() for c in table.column_names), strict=True)
+    }
+    vectors = []
+    for image_id, captions in zip(records.image_ids, records.captions, strict=True):
+        for index, caption in enumerate(captions):
+            entry = stored.get((image_id, index))
+            if entry is None or entry[0] != caption:
+                return None
+            vectors.append(np.frombuffer(entry[1], dtype=np.float32))
+    return torch.from_numpy(np.stack(vectors))
+
+
+def train_dual_encoder(
+    records, config: DualEncoderConfig, *, version: str, text_features: torch.Tensor | None = None, log=print
+) -> DualEncoder:
+    """Frozen features of the training records once (caption features given or computed), then InfoNCE."""
     towers = Towers(config)
     owner = np.concatenate([np.full(len(c), i) for i, c in enumerate(records.captions)])
     texts = [c for captions in records.captions for c in captions]
     started = time.perf_counter()
-    image_features, text_features = towers.image_features(records.images), towers.text_features(texts)
+    text_source = "embed step" if text_features is not None else "computed"
+    if text_features is None:
+        text_features = towers.text_features(texts)
+    image_features = towers.image_features(records.images)
     features_seconds = time.perf_counter() - started
-    log(f"dual encoder: features of {len(records)} images, {len(texts)} captions in {features_seconds:.1f}s")
+    log(
+        f"dual encoder: features of {len(records)} images, {len(texts)} captions ({text_source}) "
+        f"in {features_seconds:.1f}s"
+    )
     projections, losses = train_projections(image_features, text_features, owner, config)
     training = {
         "images": len(records),
         "captions": len(texts),
         "backbone": BACKBONE,
         "backbone_sha256": file_sha256(config.weights_path()),
+        "text_features": text_source,
         "first_loss": losses[0],
         "final_loss": float(np.mean(losses[-20:])),
         "feature_seconds": round(features_seconds, 2),
@@ -259,7 +291,8 @@ def dual_encoder_for(
         log(f"dual encoder: reusing {folder}")
         return DualEncoder.load(folder, backbone_weights=config.backbone_weights)
     records = read_records(data_root, source, "train", limit=config.max_train_images)
-    encoder = train_dual_encoder(records, config, version=version, log=log)
+    stored = stored_sentence_embeddings(data_root, records, config, source=source, split="train")
+    encoder = train_dual_encoder(records, config, version=version, text_features=stored, log=log)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     encoder.save(partial)
