@@ -25,10 +25,10 @@ def embed(
             output_root=embeddings.path,
             sources=(source,),
             encoder=encoder,
-            max_lengths={source: max_lengths[source]},
+            max_lengths={source: int(max_lengths[source])},  # kfp passes JSON numbers as floats
             runner=runner,
         )
     )
     metrics.log_metric("captions", summary["captions"])
     metrics.log_metric("captions_per_second", summary["captions_per_second"])
-    embeddings.metadata.update({"source": source, "encoder": encoder, "max_length": max_lengths[source]})
+    embeddings.metadata.update({"source": source, "encoder": encoder, "max_length": int(max_lengths[source])})

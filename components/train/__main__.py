@@ -49,7 +49,8 @@ HELP = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """The validated training config and the launch options (processes, tracking)."""
     parser = argparse.ArgumentParser(
         prog="python -m components.train",
         description=__doc__.split(":", 1)[1].strip(),
@@ -65,6 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     config = config_from_arguments(parser, args, TrainConfig, section=load_params(args.params, "train"))
     if args.nproc_per_node < 1:
         parser.error("--nproc-per-node must be at least 1")
+    return config, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, args = parse_arguments(argv)
     tracking = None if args.tracking_uri == "none" else args.tracking_uri
     summary = run_training(
         config=config,

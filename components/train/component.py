@@ -37,7 +37,7 @@ def train(
         run_dir=str(Path(runs_root) / run_name),
         data_root=dataset.path,
         sources=(source,),
-        max_lengths=max_lengths,
+        max_lengths={name: int(length) for name, length in max_lengths.items()},  # JSON numbers arrive as floats
         preset=preset,
         batch_size=batch_size,
         total_images=total_images,
