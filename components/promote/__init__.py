@@ -1,7 +1,17 @@
 """Promotion: the gate (thresholds, no regression against the champion) and the MLflow model registry."""
 
 from .gate import Decision, GateConfig, decide
-from .promote import promote
+from .promote import crown, promote
 from .registry import CHALLENGER, CHAMPION, download_model, load_champion
 
-__all__ = ["CHALLENGER", "CHAMPION", "Decision", "GateConfig", "decide", "download_model", "load_champion", "promote"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "Decision",
+    "GateConfig",
+    "crown",
+    "decide",
+    "download_model",
+    "load_champion",
+    "promote",
+]

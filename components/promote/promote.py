@@ -96,9 +96,13 @@ def promote(
     model_dir: str | Path | None = None,
     evaluation_dir: str | Path | None = None,
     score_champion: Callable[[Path], dict] | None = None,
+    move_champion: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Register the evaluated model as a version of `name`, decide, and move the aliases.
+
+    With `move_champion=False` only `challenger` moves: the pipeline's gate step decides and a
+    separate promote step, which runs only when the gate passed, calls `crown`.
 
     `evaluation` is the evaluate step's summary (or its evaluation.json path); `model_dir` defaults
     to the folder it evaluated; `evaluation_dir` (default: the folder of evaluation.json) holds the
@@ -170,7 +174,7 @@ def promote(
         ),
     )
     mlflow_client.set_registered_model_alias(name, registry.CHALLENGER, version.version)
-    if decision.promote:
+    if decision.promote and move_champion:
         mlflow_client.set_registered_model_alias(name, registry.CHAMPION, version.version)
 
     (out_dir / "decision.json").write_text(json.dumps(decision.to_dict(), indent=2))
@@ -188,3 +192,17 @@ def promote(
     for reason in decision.reasons:
         log(f"promote:   {reason}")
     return summary
+
+
+def crown(name: str, *, version: str, tracking_uri: str) -> str | None:
+    """Move `champion` to `version`, which must carry the gate's pass; returns the previous champion's version."""
+    mlflow_client = registry.client(tracking_uri)
+    candidate = mlflow_client.get_model_version(name, str(version))
+    if candidate.tags.get("gate") != "passed":
+        raise ValueError(
+            f"{name} v{version} did not pass the gate (tag gate={candidate.tags.get('gate')!r}): "
+            "the champion stays where it is"
+        )
+    previous = registry.version_by_alias(mlflow_client, name, registry.CHAMPION)
+    mlflow_client.set_registered_model_alias(name, registry.CHAMPION, str(version))
+    return previous.version if previous else None
