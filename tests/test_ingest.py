@@ -17,7 +17,7 @@ from components.data_version import data_version
 from components.demo_data import caption_accuracy
 from components.ingest import IngestConfig, run_ingest
 from components.ingest.__main__ import parse_config
-from components.ingest.annotations import annotation_file
+from components.ingest.annotations import annotation_file, parse_coco
 from components.ingest.images import ImageSettings, Rejected, process_image, resize
 from model.data import RECORD_SCHEMA, records_dir
 
@@ -134,6 +134,18 @@ def test_published_file_names_map_to_source_split_and_image_folder():
         "open_images/validation",
     )
     assert found("ln_open_images", "open_images_test_localized_narratives.jsonl") is None  # no test split here
+
+
+def test_a_coco_file_that_is_not_json_or_not_coco_is_one_dead_letter():
+    file = annotation_file("coco", "/r/annotations/captions_val2017.json", input_root="/r", image_dirs={})
+    for data, stage, reason in [
+        (b'{"images": [', "parse", "not a valid JSON file"),
+        (b"\xff\xfe{}", "parse", "not a valid JSON file"),
+        (b'{"images": {}, "annotations": []}', "schema", "'images' must be a list"),
+    ]:
+        candidates, (letter,), counts = parse_coco(data, file, max_caption_chars=100)
+        assert candidates == [] and (letter.stage, letter.location) == (stage, "annotations/captions_val2017.json")
+        assert reason in letter.reason and counts == {("files", "in"): 1, ("files", "rejected"): 1}
 
 
 def test_cli_validates_options_into_one_config(tmp_path):
