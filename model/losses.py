@@ -60,11 +60,18 @@ def word_region_scores(
         c_ijt = Σ_r softmax_r(γ1 cos(w_it, r_jr)) r̂_jr
     and the caption-image score aggregates word-context cosines over the caption's real words:
         S_ij = γ3 / γ2 · log Σ_{t: mask_it} exp(γ2 cos(w_it, c_ijt)).
+
+    The context vectors (n_captions x n_images x T x d numbers) are never formed: with
+    s_ijtr = cos(w_it, r_jr) and a_ijtr the attention weights,
+        ŵ_it·c_ijt = Σ_r a_ijtr s_ijtr   and   |c_ijt|² = a_ijt^T (R̂_j R̂_j^T) a_ijt,
+    which costs R² instead of R·d per word and pair (d is the text width, R the regions).
     """
     regions, words = F.normalize(regions, dim=-1), F.normalize(words, dim=-1)
     similarity = torch.einsum("itd,jrd->ijtr", words, regions)
-    context = torch.einsum("ijtr,jrd->ijtd", (gamma1 * similarity).softmax(-1), regions)
-    cosine = torch.einsum("itd,ijtd->ijt", words, context) / context.norm(dim=-1).clamp_min(1e-8)
+    attention = (gamma1 * similarity).softmax(-1)
+    region_gram = regions @ regions.transpose(1, 2)  # (n_images, R, R)
+    context_norm_sq = (torch.einsum("ijtr,jrq->ijtq", attention, region_gram) * attention).sum(-1)
+    cosine = (attention * similarity).sum(-1) / context_norm_sq.clamp_min(1e-16).sqrt()
     logits = (gamma2 * cosine).masked_fill(~mask[:, None, :], float("-inf"))
     return gamma3 / gamma2 * logits.logsumexp(-1)
 

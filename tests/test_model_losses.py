@@ -42,6 +42,18 @@ def test_word_region_scores_attend_over_regions():
     assert scores.item() == pytest.approx(50 * a / math.hypot(a, b), rel=1e-5)
 
 
+def test_word_region_scores_equal_the_direct_context_computation():
+    g = torch.Generator().manual_seed(0)
+    regions, words = torch.randn(3, 9, 5, generator=g), torch.randn(4, 6, 5, generator=g)
+    mask = torch.arange(6)[None] < torch.tensor([[2], [6], [3], [1]])
+    r, w = torch.nn.functional.normalize(regions, dim=-1), torch.nn.functional.normalize(words, dim=-1)
+    attention = (5.0 * torch.einsum("itd,jrd->ijtr", w, r)).softmax(-1)
+    context = torch.einsum("ijtr,jrd->ijtd", attention, r)  # the authors' region context per word and pair
+    cosine = torch.nn.functional.cosine_similarity(w[:, None], context, dim=-1)
+    expected = 10.0 * (5.0 * cosine).masked_fill(~mask[:, None], float("-inf")).logsumexp(-1)
+    torch.testing.assert_close(word_region_scores(regions, words, mask, **GAMMAS), expected)
+
+
 def word_example(padded_word: list[float]):
     regions = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # two images, one region each
     words = torch.tensor([[[1.0, 0.0], padded_word], [[0.0, 1.0], [1.0, 0.0]]])
