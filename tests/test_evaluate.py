@@ -218,3 +218,33 @@ def test_caption_vectors_of_the_embed_step_are_reused_when_they_match(records_ro
     assert vectors[0, 0] == 0.0 and vectors[6, 0] == pytest.approx(1.1)  # image 1, caption 1, in record order
     changed = replace(records, captions=[["another caption", *records.captions[0][1:]], *records.captions[1:]])
     assert stored_sentence_embeddings(tmp_path, changed, settings, source="coco", split="train") is None
+
+
+def test_a_champion_from_another_evaluation_is_rescored_by_the_evaluate_step(
+    records_root, cache_dir, tmp_path, monkeypatch
+):
+    from components.promote import GateConfig, promote
+    from components.promote.registry import client, scores_on
+
+    monkeypatch.chdir(tmp_path)  # a sqlite store's default artifact root is ./mlruns
+    registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lax = GateConfig(max_fid=1e9, min_rprecision=0.0, fid_tolerance=1e9, rprecision_tolerance=1.0)
+    summaries = {}
+    for name, samples in (("a", 8), ("b", 10)):  # different sample counts: different evaluations
+        model_dir = tiny_model(tmp_path / name)
+        evaluation = evaluate(
+            data_root=records_root, out_dir=tmp_path / f"eval-{name}", data_version="demo-v1",
+            config=config(cache_dir, num_samples=samples, demo_shapes=False), model_dir=model_dir, log=lambda m: None,
+        )  # fmt: skip
+        summaries[name] = promote(
+            evaluation=tmp_path / f"eval-{name}" / "evaluation.json", name="m", tracking_uri=registry,
+            out_dir=tmp_path / f"promote-{name}", gate=lax, log=lambda m: None,
+        )  # fmt: skip
+        summaries[name]["evaluation"] = evaluation
+    assert summaries["a"]["promote"] and summaries["b"]["promote"]
+    key_b = summaries["b"]["evaluation"]["evaluation_key"]
+    assert summaries["a"]["evaluation"]["evaluation_key"] != key_b
+    rescored = scores_on(client(registry).get_model_version("m", "1"), key_b)
+    assert rescored["evaluation_key"] == key_b  # the champion's folder was scored on b's evaluation
+    assert rescored["fid"] == pytest.approx(summaries["b"]["evaluation"]["metrics"]["fid"], rel=1e-4)  # same weights
+    assert any("champion v1" in r for r in summaries["b"]["reasons"])
