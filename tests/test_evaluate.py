@@ -16,7 +16,8 @@ from test_fid import PIXEL_STATS  # registers the cheap test extractor with torc
 
 from components.evaluate import EvalConfig, evaluate, read_records
 from components.evaluate.__main__ import main as evaluate_cli
-from components.evaluate.dual_encoder import DualEncoder, DualEncoderConfig, dual_encoder_for
+from components.evaluate.dual_encoder import DualEncoder, DualEncoderConfig, dual_encoder_for, encoder_version
+from components.evaluate.fidelity import file_sha256
 from model.config import ModelConfig
 from model.generator import Generator
 from model.sampling import write_model_folder
@@ -166,10 +167,15 @@ def test_dual_encoder_is_saved_versioned_and_reused(records_root, tmp_path):
     again = dual_encoder_for(
         data_root=records_root, source="coco", data_version="v1", config=settings, cache_dir=tmp_path, log=logs.append
     )
-    other = dual_encoder_for(
-        data_root=records_root, source="coco", data_version="v2", config=settings, cache_dir=tmp_path, log=logs.append
+    backbone = file_sha256(settings.weights_path())
+    assert (
+        first.version
+        == again.version
+        == encoder_version(settings, data_version="v1", source="coco", backbone_sha256=backbone)
     )
-    assert first.version == again.version != other.version
+    assert first.version != encoder_version(settings, data_version="v2", source="coco", backbone_sha256=backbone)
+    assert first.version != encoder_version(replace(settings, steps=61), data_version="v1", source="coco",
+                                            backbone_sha256=backbone)  # fmt: skip
     assert sum("reusing" in m for m in logs) == 1
     assert first.training["final_loss"] < first.training["first_loss"]
     records = read_records(records_root, "coco", "val")

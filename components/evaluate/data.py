@@ -136,21 +136,18 @@ def choose_caption_set(records: Records, *, size: int, seed: int, data_version: 
     )
 
 
-def real_images_of(caption_set: CaptionSet, records: Records) -> np.ndarray:
-    """The real image of each pair of the set, checking that the records still hold the same captions."""
+def rows_of(caption_set: CaptionSet, records: Records) -> list[int]:
+    """The record row of each pair of the set, checking that the records still hold the same captions."""
     index = {image_id: i for i, image_id in enumerate(records.image_ids)}
     rows = []
     for image_id, caption_index, caption in zip(
         caption_set.image_ids, caption_set.caption_indices, caption_set.captions, strict=True
     ):
         row = index.get(image_id)
-        if (
-            row is None
-            or caption_index >= len(records.captions[row])
-            or records.captions[row][caption_index] != caption
-        ):
+        known = row is not None and caption_index < len(records.captions[row])
+        if not known or records.captions[row][caption_index] != caption:
             raise ValueError(
                 f"caption set {caption_set.id} does not match the records: image {image_id} caption {caption_index}"
             )
         rows.append(row)
-    return records.images[rows]
+    return rows

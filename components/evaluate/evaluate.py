@@ -24,7 +24,7 @@ from PIL import Image
 from components.demo_data import caption_accuracy
 
 from .config import DUAL, EvalConfig
-from .data import CaptionSet, choose_caption_set, read_records, real_images_of
+from .data import CaptionSet, choose_caption_set, read_records, rows_of
 from .dual_encoder import dual_encoder_for
 from .fidelity import RealFeaturesKey, cached_real_features, create_extractor, extract_features, fid_kid
 from .report import png_bytes, render_html, sample_grid
@@ -109,6 +109,89 @@ def evaluation_key(*parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def caption_set_for(config: EvalConfig, records, *, data_version: str) -> CaptionSet:
+    """The pinned caption set (checked against the data version), or the seeded choice from the records."""
+    if config.caption_set:
+        caption_set = CaptionSet.load(config.caption_set)
+        if caption_set.data_version != data_version:
+            raise ValueError(
+                f"caption set {config.caption_set} was drawn from data version {caption_set.data_version}, "
+                f"evaluating data version {data_version}"
+            )
+        return caption_set
+    return choose_caption_set(
+        records,
+        size=config.num_samples,
+        seed=config.seed,
+        data_version=data_version,
+        source=config.source,
+        split=config.split,
+    )
+
+
+def fidelity_scores(image_sets: dict, real_split: np.ndarray, set_rows: list[int], config, *, key_fields, log):
+    """FID / KID of each image set against all real images of the split (features cached per key);
+    the real set's features are rows of the split's. Returns (scores per set, extractor, timings)."""
+    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
+    key = RealFeaturesKey(
+        **key_fields,
+        extractor=extractor.name,
+        weights_sha256=extractor.weights_sha256,
+        resize=extractor.resize,
+        image_size=real_split.shape[1],
+        num_images=len(real_split),
+    )
+    clock = time.perf_counter()
+    real_features, cache_hit = cached_real_features(
+        key, Path(config.cache_dir), lambda: extract_features(real_split, extractor, batch_size=config.feature_batch)
+    )
+    timings = {"real_features_seconds": time.perf_counter() - clock}
+    log(f"evaluate: real features of {len(real_split)} images {'from cache' if cache_hit else 'computed'}")
+    clock = time.perf_counter()
+    features = {
+        name: real_features[set_rows]
+        if name == "real"
+        else extract_features(images, extractor, batch_size=config.feature_batch)
+        for name, images in image_sets.items()
+    }
+    timings["generated_features_seconds"] = time.perf_counter() - clock
+    settings = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets, "seed": config.seed}
+    return {name: fid_kid(f, real_features, **settings) for name, f in features.items()}, extractor, timings
+
+
+def alignment_scores(image_sets: dict, captions: list[str], records, set_rows, encoder, config) -> dict:
+    """R-precision of each image set against its captions (and caption accuracy on the demo data)."""
+    pool, owned_by_record = caption_pool(records.captions)
+    pool_embeddings = encoder.encode_texts(pool)
+    scores = {}
+    for name, images in image_sets.items():
+        scores[name] = score_images(
+            encoder,
+            images,
+            captions,
+            pool,
+            pool_embeddings,
+            owned_by_record[set_rows],
+            candidates=config.rprecision_candidates,
+            repeats=config.rprecision_repeats,
+            seed=config.seed,
+        )
+        if config.demo_shapes:
+            scores[name]["caption_accuracy"] = mean_caption_accuracy(images, captions)
+    return scores
+
+
+def write_report(out_dir: Path, summary: dict, image_sets: dict, captions: list[str], grid_captions: int) -> None:
+    """samples.png (rows: real, then each generator; columns: the first captions) and report.html."""
+    count = min(grid_captions, len(captions))
+    rows = ["real", *(name for name in image_sets if name != "real")] if count else []
+    grid_png = png_bytes(sample_grid({name: image_sets[name][:count] for name in rows})) if rows else None
+    if grid_png:
+        (out_dir / "samples.png").write_bytes(grid_png)
+    html_text = render_html(summary, grid_png=grid_png, grid_rows=rows, grid_captions=captions[:count])
+    (out_dir / "report.html").write_text(html_text)
+
+
 def evaluate(
     *,
     data_root: str | Path,
@@ -122,7 +205,7 @@ def evaluate(
 ) -> dict:
     """Score a model folder (or a `generate` callable) and write caption_set.json, samples.png,
     evaluation.json and report.html into `out_dir`. `encoder` overrides the configured R-precision
-    encoder (tests pass constructed ones). Returns the evaluation summary (evaluation.json)."""
+    encoder. Returns the evaluation summary (the content of evaluation.json)."""
     config = config or EvalConfig()
     if (model_dir is None) == (generate is None):
         raise ValueError("give exactly one of model_dir and generate")
@@ -135,94 +218,34 @@ def evaluate(
         provenance = dict(pipeline.provenance)
 
     records = read_records(data_root, config.source, config.split)
-    if config.caption_set:
-        caption_set = CaptionSet.load(config.caption_set)
-        if caption_set.data_version != data_version:
-            raise ValueError(
-                f"caption set {config.caption_set} was drawn from data version {caption_set.data_version}, "
-                f"evaluating data version {data_version}"
-            )
-    else:
-        caption_set = choose_caption_set(
-            records,
-            size=config.num_samples,
-            seed=config.seed,
-            data_version=data_version,
-            source=config.source,
-            split=config.split,
-        )
+    caption_set = caption_set_for(config, records, data_version=data_version)
     caption_set.save(out_dir / "caption_set.json")
-    captions = list(caption_set.captions)
+    captions, set_rows = list(caption_set.captions), rows_of(caption_set, records)
     log(f"evaluate: caption set {caption_set.id}, {len(caption_set)} pairs from {config.source}/{config.split}")
 
-    timings = {}
     clock = time.perf_counter()
     image_sets = {"model": generate_set(generate, captions, seed=config.seed)}
-    timings["generate_seconds"] = time.perf_counter() - clock
+    timings = {"generate_seconds": time.perf_counter() - clock}
     image_size = image_sets["model"].shape[1:3]
     if config.untrained_baseline:
         if pipeline is None:
             raise ValueError("untrained_baseline needs a model folder (its architecture is what gets re-initialised)")
-        untrained = generator_from_pipeline(
-            untrained_like(pipeline, seed=config.seed), batch_size=config.generation_batch
+        untrained = untrained_like(pipeline, seed=config.seed)
+        image_sets["untrained"] = generate_set(
+            generator_from_pipeline(untrained, batch_size=config.generation_batch), captions, seed=config.seed
         )
-        image_sets["untrained"] = generate_set(untrained, captions, seed=config.seed)
-    real_split = resize_all(records.images, image_size)
-    image_sets["real"] = resize_all(real_images_of(caption_set, records), image_size)
+    real_split = resize_all(records.images, image_size)  # real images at the generator's resolution
+    image_sets["real"] = real_split[set_rows]
 
-    # FID / KID against all real images of the split; the real set's features are rows of those.
-    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
-    key = RealFeaturesKey(
-        data_version=data_version,
-        source=config.source,
-        split=config.split,
-        extractor=extractor.name,
-        weights_sha256=extractor.weights_sha256,
-        resize=extractor.resize,
-        image_size=int(image_size[0]),
-        num_images=len(records),
+    split_fields = {"data_version": data_version, "source": config.source, "split": config.split}
+    scores, extractor, fidelity_timings = fidelity_scores(
+        image_sets, real_split, set_rows, config, key_fields=split_fields, log=log
     )
-    clock = time.perf_counter()
-    real_features, cache_hit = cached_real_features(
-        key, Path(config.cache_dir), lambda: extract_features(real_split, extractor, batch_size=config.feature_batch)
-    )
-    timings["real_features_seconds"] = time.perf_counter() - clock
-    log(f"evaluate: real features of {len(records)} images {'from cache' if cache_hit else 'computed'}")
-    row_of = {image_id: i for i, image_id in enumerate(records.image_ids)}
-    set_rows = [row_of[i] for i in caption_set.image_ids]
-    clock = time.perf_counter()
-    features = {
-        name: real_features[set_rows]
-        if name == "real"
-        else extract_features(images, extractor, batch_size=config.feature_batch)
-        for name, images in image_sets.items()
-    }
-    timings["generated_features_seconds"] = time.perf_counter() - clock
-    generated_count = sum(len(images) for name, images in image_sets.items() if name != "real")
-    fidelity_settings = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets}
-    scores = {name: fid_kid(f, real_features, **fidelity_settings, seed=config.seed) for name, f in features.items()}
-
-    # R-precision with an encoder independent of GAN training.
+    timings.update(fidelity_timings)
     clock = time.perf_counter()
     encoder = encoder or rprecision_encoder(config, data_root=data_root, data_version=data_version, log=log)
-    pool, owned_by_record = caption_pool(records.captions)
-    pool_embeddings = encoder.encode_texts(pool)
-    for name, images in image_sets.items():
-        scores[name].update(
-            score_images(
-                encoder,
-                images,
-                captions,
-                pool,
-                pool_embeddings,
-                owned_by_record[set_rows],
-                candidates=config.rprecision_candidates,
-                repeats=config.rprecision_repeats,
-                seed=config.seed,
-            )
-        )
-        if config.demo_shapes:
-            scores[name]["caption_accuracy"] = mean_caption_accuracy(images, captions)
+    for name, alignment in alignment_scores(image_sets, captions, records, set_rows, encoder, config).items():
+        scores[name].update(alignment)
     timings["rprecision_seconds"] = time.perf_counter() - clock
 
     encoder_info = encoder.describe()
@@ -235,14 +258,15 @@ def evaluate(
         "generation": {"seed": config.seed, "noise": "image i from (seed, i), model.sampling.image_noise"},
         "rprecision_encoder": encoder_info,
         "rprecision": {"candidates": config.rprecision_candidates, "repeats": config.rprecision_repeats},
-        "kid": fidelity_settings,
+        "kid": {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets},
     }
     comparable = {
         "data_version": data_version,
         "caption_set": caption_set.id,
-        **{k: v for k, v in produced_by.items() if k not in ("torch_fidelity",)},
+        **{k: v for k, v in produced_by.items() if k != "torch_fidelity"},
         "rprecision_encoder": encoder_info.get("version") or encoder_info.get("weights_sha256") or encoder_info["name"],
     }
+    generated_count = sum(len(images) for name, images in image_sets.items() if name != "real")
     summary = {
         "model": {"path": str(model_dir) if model_dir is not None else None, "provenance": provenance},
         "data_version": data_version,
@@ -257,19 +281,13 @@ def evaluate(
         "produced_by": produced_by,
         "config": config.to_dict(),
         "timings": {k: round(v, 2) for k, v in timings.items()},
+        "files": {name: str(out_dir / name) for name in ("evaluation.json", "report.html", "caption_set.json")},
     }
-
-    grid_count = min(config.grid_captions, len(captions))
-    rows = ["real", *(name for name in image_sets if name != "real")] if grid_count else []
-    grid_png = png_bytes(sample_grid({name: image_sets[name][:grid_count] for name in rows})) if rows else None
-    if grid_png:
-        (out_dir / "samples.png").write_bytes(grid_png)
-    html_text = render_html(summary, grid_png=grid_png, grid_rows=rows, grid_captions=captions[:grid_count])
-    (out_dir / "report.html").write_text(html_text)
+    write_report(out_dir, summary, image_sets, captions, config.grid_captions)
     total = time.perf_counter() - started
-    summary["timings"]["total_seconds"] = round(total, 2)
-    summary["timings"]["generated_images_per_second"] = round(generated_count / total, 3)
-    summary["files"] = {name: str(out_dir / name) for name in ("evaluation.json", "report.html", "caption_set.json")}
+    summary["timings"].update(
+        total_seconds=round(total, 2), generated_images_per_second=round(generated_count / total, 3)
+    )
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2))
     log(f"evaluate: {json.dumps(summary['scores'])}")
     return summary
