@@ -21,7 +21,8 @@ EXPERIMENT = "xmcgan-promotion"
 GATE_METRICS = ("fid", "kid_mean", "r_precision", "r_precision_std", "caption_accuracy")
 
 
-def _candidate(evaluation: dict) -> dict:
+def gate_scores(evaluation: dict) -> dict:
+    """The model's scores in an evaluation summary, with the key that says what they are comparable with."""
     scores = evaluation["scores"]["model"]
     return {"evaluation_key": evaluation["evaluation_key"], **{k: scores.get(k) for k in GATE_METRICS}}
 
@@ -64,7 +65,7 @@ def reevaluate_with(evaluation: dict) -> Callable[[Path], dict]:
                 f"re-evaluating the champion gave evaluation key {result['evaluation_key']}, "
                 f"expected {evaluation['evaluation_key']}: the evaluation inputs changed"
             )
-        return _candidate(result)
+        return gate_scores(result)
 
     return score
 
@@ -123,7 +124,7 @@ def promote(
     out_dir.mkdir(parents=True, exist_ok=True)
     mlflow_client = registry.client(tracking_uri)
 
-    candidate = _candidate(evaluation)
+    candidate = gate_scores(evaluation)
     score = score_champion or reevaluate_with(evaluation)
     champion = champion_scores(
         mlflow_client, name, evaluation, gate=gate, score=score, tracking_uri=tracking_uri, log=log

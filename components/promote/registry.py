@@ -19,7 +19,7 @@ CHALLENGER = "challenger"
 SCORE_TAG = "scores."
 METRIC_TAG = "metric."
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # its background DNS lookup fails on closed networks
 
 
 def client(tracking_uri: str):
