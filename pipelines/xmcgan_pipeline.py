@@ -13,7 +13,6 @@ Pipeline parameters default to the `pipeline` section of params.yaml; `--set nam
 overrides one (values are YAML: `--set sources='[coco, ln_coco]'`).
 """
 
-
 import argparse
 import json
 import os
@@ -163,12 +162,11 @@ def xmcgan_pipeline(
     ).set_display_name("gate")
     decided.set_caching_options(False)
 
-    with dsl.If(decided.outputs["promote"] == True, name="gate-passed"):  # noqa: E712 - a kfp condition, not a bool
-        promoted = promote(model_name=model_name, version=decided.outputs["version"], tracking_uri=tracking_uri)
+    with dsl.If(decided.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a kfp condition
+        promoted = promote(decision=decided.outputs["decision"], tracking_uri=tracking_uri)
         promoted.set_display_name("promote").set_caching_options(False)
         served = deploy(
-            model_name=model_name,
-            version=decided.outputs["version"],
+            decision=decided.outputs["decision"],
             tracking_uri=tracking_uri,
             mode=deploy_mode,
             namespace=namespace,
@@ -197,7 +195,8 @@ def pipeline_parameters(params_file: Path | None, overrides: list[str]) -> dict:
         values[name.replace("-", "_")] = yaml.safe_load(text)
     if unknown := sorted(set(values) - set(known)):
         raise SystemExit(f"unknown pipeline parameters {unknown}; known: {sorted(known)}")
-    return values
+    # YAML reads 1000 as an int; kfp refuses an int for a float parameter
+    return {k: float(v) if known[k].annotation is float and isinstance(v, int) else v for k, v in values.items()}
 
 
 def compile_pipeline(output: Path) -> Path:
@@ -244,7 +243,7 @@ def _executor_output(task_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _metrics(task_dir: Path, name: str = "metrics") -> dict:
+def _artifact_metadata(task_dir: Path, name: str = "metrics") -> dict:
     for artifact in _executor_output(task_dir).get("artifacts", {}).get(name, {}).get("artifacts", []):
         return artifact.get("metadata", {})
     return {}
@@ -257,7 +256,7 @@ def _parameter(task_dir: Path, name: str):
 def summarise_local_run(run_dir: Path, *, arguments: dict, seconds: float) -> dict:
     """What the run did, read back from its task outputs: counts, scores, the decision, where things are."""
     tasks = {p.name: p for p in run_dir.iterdir() if p.is_dir()}
-    ingests = [tasks[name] for name in sorted(tasks) if name.startswith("ingest")]
+    ingests = sorted(run_dir.glob("for-loop-*/ingest"))  # one per source: the ParallelFor's iterations
     evaluation_file = tasks["evaluate"] / "evaluation" / "evaluation.json"
     evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else {}
     decision_file = tasks["gate"] / "decision" / "decision.json"
@@ -266,16 +265,18 @@ def summarise_local_run(run_dir: Path, *, arguments: dict, seconds: float) -> di
         "seconds": round(seconds, 1),
         "run_dir": str(run_dir),
         "raw_data_version": _parameter(tasks["raw-data"], "Output"),
-        "ingest": [_metrics(t) for t in ingests],
-        "validation": _metrics(tasks["validate"]),
-        "training": {**_metrics(tasks["train"]), "mlflow_run_id": _parameter(tasks["train"], "Output")},
+        "ingest": {
+            _artifact_metadata(t, "records").get("source", t.parent.name): _artifact_metadata(t) for t in ingests
+        },
+        "validation": _artifact_metadata(tasks["validate"]),
+        "training": {**_artifact_metadata(tasks["train"]), "mlflow_run_id": _parameter(tasks["train"], "Output")},
         "evaluation": {
             "metrics": evaluation.get("metrics", {}),
             "baselines": evaluation.get("scores", {}),
             "report": str(tasks["evaluate"] / "report"),
         },
         "gate": json.loads(decision_file.read_text()) if decision_file.is_file() else None,
-        "registered_version": _parameter(tasks["gate"], "version"),
+        "registered_version": _artifact_metadata(tasks["gate"], "decision").get("version"),
         "deploy": json.loads(deploy_file.read_text()) if deploy_file.is_file() else None,
         "tracking_uri": arguments["tracking_uri"],
     }
@@ -289,9 +290,9 @@ def print_summary(summary: dict) -> None:
         f"XMC-GAN pipeline finished in {summary['seconds'] / 60:.1f} min ({summary['run_dir']})",
         f"  raw data version   {summary['raw_data_version']}",
     ]
-    for counts in summary["ingest"]:
+    for source, counts in summary["ingest"].items():
         lines.append(
-            f"  ingest             {int(counts.get('images_in', 0))} images in = "
+            f"  ingest {source:<11} {int(counts.get('images_in', 0))} images in = "
             f"{int(counts.get('images_written', 0))} written + {int(counts.get('images_rejected', 0))} rejected"
         )
     lines += [

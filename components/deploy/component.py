@@ -1,15 +1,14 @@
 """kfp component: deploy the champion and prove it serves (a real request, images saved)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Input, Output
 
 from components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def deploy(
-    model_name: str,
-    version: str,
+    decision: Input[Artifact],
     tracking_uri: str,
     mode: str,
     namespace: str,
@@ -19,12 +18,13 @@ def deploy(
     images: Output[Artifact],
 ) -> str:
     """mode "local": the KServe server on this machine; "kserve": the cluster's InferenceService.
-    Serves models:/<model_name>/<version>; returns the URL that answered."""
+    Serves the version the gate registered (models:/<name>/<version>); returns the URL that answered."""
     import json
     from pathlib import Path
 
     from components.deploy import deploy_kserve, deploy_local
 
+    model_name, version = decision.metadata["name"], decision.metadata["version"]
     model_uri = f"models:/{model_name}/{version}"
     if mode == "local":
         result = deploy_local(

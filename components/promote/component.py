@@ -1,6 +1,8 @@
-"""kfp components: the gate (register the candidate, decide) and the promotion it guards."""
+"""kfp components: the gate (register the candidate, decide) and the promotion it guards.
 
-from typing import NamedTuple
+The gate returns one bool (the condition of the pipeline's dsl.If) and writes its decision as
+an artifact that promote and deploy read the registered version from.
+"""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
@@ -19,10 +21,9 @@ def gate(
     fid_tolerance: float,
     rprecision_tolerance: float,
     decision: Output[Artifact],
-) -> NamedTuple("Gate", [("promote", bool), ("version", str), ("reasons", str)]):
+) -> bool:
     """Register the candidate as a new version (alias `challenger`) with its metrics and lineage,
     and decide against the thresholds and the current champion. Moves no `champion` alias."""
-    from collections import namedtuple
     from pathlib import Path
 
     from components.promote import GateConfig, promote
@@ -41,15 +42,14 @@ def gate(
             rprecision_tolerance=rprecision_tolerance,
         ),
     )
-    decision.metadata.update({"promote": summary["promote"], "version": summary["version"]})
-    return namedtuple("Gate", ["promote", "version", "reasons"])(
-        summary["promote"], str(summary["version"]), "\n".join(summary["reasons"])
-    )
+    decision.metadata.update({"promote": summary["promote"], "name": model_name, "version": str(summary["version"])})
+    return summary["promote"]
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def promote(model_name: str, version: str, tracking_uri: str) -> str:
-    """Move the `champion` alias to `version` (which passed the gate); returns the previous champion's version."""
+def promote(decision: Input[Artifact], tracking_uri: str) -> str:
+    """Move the `champion` alias to the version that passed the gate; returns the previous champion's version."""
     from components.promote import crown
 
-    return crown(model_name, version=version, tracking_uri=tracking_uri)
+    previous = crown(decision.metadata["name"], version=decision.metadata["version"], tracking_uri=tracking_uri)
+    return previous or ""
