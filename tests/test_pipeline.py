@@ -54,9 +54,9 @@ def test_every_step_is_present_and_the_gate_guards_promotion_and_deploy(compiled
     assert set(loop_tasks) == {"ingest", "embed"}
     assert set(guarded) == {"promote", "deploy"}
     assert "gate" in condition["dependentTasks"]
-    assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-promote'] == true"
-    promote_input = condition["inputs"]["parameters"]["pipelinechannel--gate-promote"]["taskOutputParameter"]
-    assert promote_input == {"outputParameterKey": "promote", "producerTask": "gate"}
+    assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+    promote_input = condition["inputs"]["parameters"]["pipelinechannel--gate-Output"]["taskOutputParameter"]
+    assert promote_input == {"outputParameterKey": "Output", "producerTask": "gate"}
     assert set(root_tasks) | set(loop_tasks) | set(guarded) >= STEPS
     assert guarded["deploy"]["dependentTasks"] == ["promote"]
 
