@@ -1,8 +1,8 @@
 """The project's own image-text dual encoder for R-precision, independent of GAN training.
 
 Frozen towers, learned projections: the image tower is torchvision's MobileNetV2 with its ImageNet
-weights (offline file, loaded strictly with weights_only), average-pooled to a `grid` x `grid` map
-so that where things are survives; the text tower is the frozen sentence embedding of
+weights (offline file, loaded strictly with weights_only), average-pooled globally or to a `grid` x
+`grid` map that keeps coarse layout; the text tower is the frozen sentence embedding of
 model.text_encoder.TextEncoder. Two linear projections into a joint space are trained with a
 symmetric InfoNCE loss on real (image, caption) pairs of the training split. Frozen features are
 computed once (caption vectors are taken from the embed step's output when it holds them for the
@@ -53,9 +53,10 @@ class DualEncoderConfig:
     text_encoder: str = DEFAULT_TEXT_ENCODER
     max_length: int = 17
     input_size: int = 128  # images are resized to this side before the backbone
-    grid: int = 2  # backbone feature map average-pooled to grid x grid (keeps coarse layout)
+    grid: int = 1  # feature map average-pooled to grid x grid; 2 keeps coarse layout (no gain measured on the demo)
     dim: int = 256  # joint space width
-    steps: int = 1500
+    # Demo, 1000 training images: R@1 on real val images 0.93 after 300 steps, 0.91 after 1000 (overfits).
+    steps: int = 300  # raise for COCO-sized data
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
