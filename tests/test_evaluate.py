@@ -97,7 +97,7 @@ def test_every_score_says_what_produced_it(ceiling_and_floor):
     assert (out / "samples.png").stat().st_size > 0
 
 
-def test_models_on_the_same_data_share_the_evaluation_and_its_caches(ceiling_and_floor):
+def test_models_on_the_same_data_share_the_evaluation_and_its_caches(ceiling_and_floor, cache_dir):
     runs, logs = ceiling_and_floor
     assert runs["real"][0]["evaluation_key"] == runs["noise"][0]["evaluation_key"]
     assert runs["real"][0]["caption_set"]["id"] == runs["noise"][0]["caption_set"]["id"]
@@ -106,6 +106,7 @@ def test_models_on_the_same_data_share_the_evaluation_and_its_caches(ceiling_and
         "evaluate: real features of 16 images from cache",
     ]
     assert sum("dual encoder: reusing" in m for m in logs) == 1
+    assert len(list((cache_dir / "caption-embeddings").glob("*.safetensors"))) == 1  # the pool, encoded once
 
 
 def test_a_pinned_caption_set_must_match_the_data_version(ceiling_and_floor, records_root, cache_dir, tmp_path):

@@ -12,6 +12,7 @@ def evaluate(
     dataset: Input[Dataset],
     source: str,
     num_samples: int,
+    rprecision_candidates: int,
     rprecision_repeats: int,
     demo_shapes: bool,
     untrained_baseline: bool,
@@ -32,6 +33,7 @@ def evaluate(
     config = EvalConfig(
         source=source,
         num_samples=num_samples,
+        rprecision_candidates=rprecision_candidates,
         rprecision_repeats=rprecision_repeats,
         seed=seed,
         demo_shapes=demo_shapes,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch_fidelity
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from components.demo_data import caption_accuracy
 
@@ -159,10 +160,24 @@ def fidelity_scores(image_sets: dict, real_split: np.ndarray, set_rows: list[int
     return {name: fid_kid(f, real_features, **settings) for name, f in features.items()}, extractor, timings
 
 
+def cached_text_embeddings(encoder: ImageTextEncoder, texts: list[str], cache_dir: Path) -> torch.Tensor:
+    """encoder.encode_texts(texts), stored as safetensors under a hash of the encoder's identity and the texts."""
+    identity = encoder.describe()
+    digest = hashlib.sha256(json.dumps([identity, texts], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = cache_dir / "caption-embeddings" / f"{digest}.safetensors"
+    if path.is_file():
+        return load_file(path)["embeddings"]
+    embeddings = encoder.encode_texts(texts).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": embeddings}, path.with_suffix(".partial"))
+    path.with_suffix(".partial").replace(path)
+    return embeddings
+
+
 def alignment_scores(image_sets: dict, captions: list[str], records, set_rows, encoder, config) -> dict:
     """R-precision of each image set against its captions (and caption accuracy on the demo data)."""
     pool, owned_by_record = caption_pool(records.captions)
-    pool_embeddings = encoder.encode_texts(pool)
+    pool_embeddings = cached_text_embeddings(encoder, pool, Path(config.cache_dir))
     scores = {}
     for name, images in image_sets.items():
         scores[name] = score_images(

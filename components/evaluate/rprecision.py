@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .fidelity import state_dict_sha256
+
 
 class ImageTextEncoder(Protocol):
     """Maps images and texts into one space; outputs are L2-normalised rows."""
@@ -100,6 +102,7 @@ class CLIPEncoder:
         self.device = torch.device(device)
         self.processor = CLIPProcessor.from_pretrained(name_or_path)
         self.model = CLIPModel.from_pretrained(name_or_path).to(self.device).eval().requires_grad_(False)
+        self.weights_sha256 = state_dict_sha256(self.model)
 
     @torch.no_grad()
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
@@ -129,9 +132,7 @@ class CLIPEncoder:
         return F.normalize(torch.cat(out).float().cpu(), dim=-1)
 
     def describe(self) -> dict:
-        from .fidelity import state_dict_sha256
-
-        return {"kind": "clip", "name": self.name, "weights_sha256": state_dict_sha256(self.model)}
+        return {"kind": "clip", "name": self.name, "weights_sha256": self.weights_sha256}
 
 
 def score_images(
