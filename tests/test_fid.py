@@ -102,7 +102,7 @@ def test_tf_inception_matches_a_direct_forward_of_the_torchscript_module(tf_ince
 
 @pytest.mark.slow
 def test_tf_inception_fid_is_zero_on_itself_and_grows_with_noise(tf_inception):
-    images = shapes(12, size=64)
+    images = shapes(8, size=64)
     clean = extract_features(images, tf_inception)
     noisy = extract_features(with_noise(images, 40), tf_inception)
     itself = fid_kid(clean, clean, kid_subsets=10)
@@ -130,9 +130,9 @@ def test_fid_and_kid_are_zero_on_a_set_itself_and_grow_with_noise():
 
 def test_another_set_of_the_same_distribution_is_closer_than_a_noisy_one():
     extractor = create_extractor(PIXEL_STATS)
-    reference = extract_features(shapes(150, seed=0), extractor)
-    same_kind = fid_kid(extract_features(shapes(150, seed=1), extractor), reference)
-    noisy = fid_kid(extract_features(with_noise(shapes(150, seed=1), 40), extractor), reference)
+    reference = extract_features(shapes(100, seed=0), extractor)
+    same_kind = fid_kid(extract_features(shapes(100, seed=1), extractor), reference)
+    noisy = fid_kid(extract_features(with_noise(shapes(100, seed=1), 40), extractor), reference)
     assert 0 < same_kind["fid"] < noisy["fid"]
 
 
