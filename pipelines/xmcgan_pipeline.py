@@ -69,6 +69,7 @@ def xmcgan_pipeline(
     experiment: str = "xmcgan",
     # evaluation and the gate
     eval_samples: int = 200,
+    rprecision_candidates: int = 100,
     rprecision_repeats: int = 10,
     demo_shapes: bool = False,
     untrained_baseline: bool = False,
@@ -142,6 +143,7 @@ def xmcgan_pipeline(
         dataset=checked.outputs["dataset"],
         source=train_source,
         num_samples=eval_samples,
+        rprecision_candidates=rprecision_candidates,
         rprecision_repeats=rprecision_repeats,
         demo_shapes=demo_shapes,
         untrained_baseline=untrained_baseline,

@@ -40,7 +40,7 @@ def request_images(
     response = httpx.post(
         f"{base_url}/v1/models/{model_name}:predict",
         timeout=timeout,
-        json={"instances": [{"prompt": p, "seed": seed} for p in prompts]},
+        json={"instances": [{"prompt": p} for p in prompts], "parameters": {"seed": seed}},
     )
     response.raise_for_status()
     body = response.json()

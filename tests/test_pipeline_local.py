@@ -1,0 +1,61 @@
+"""The whole pipeline run locally on a tiny configuration (kfp SubprocessRunner, no cluster):
+a passing gate promotes and deploys (a real server answers a real request); a failing gate then
+registers the candidate as challenger and leaves the champion and the deploy untouched."""
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from pipelines.xmcgan_pipeline import run_local
+
+TINY = {
+    "sources": ["coco"],
+    "demo_train_images": 100,
+    "demo_val_images": 24,
+    "demo_image_size": 64,
+    "image_size": 32,
+    "split_min_train": 100,
+    "split_min_val": 20,
+    "batch_size": 8,
+    "total_images": 32,
+    "eval_samples": 16,
+    "rprecision_candidates": 8,
+    "rprecision_repeats": 2,
+    "demo_shapes": True,
+    "deploy_prompts": ["a red circle in the center"],
+}
+
+
+@pytest.mark.slow
+def test_pipeline_runs_end_to_end_and_a_failing_gate_changes_nothing(tmp_path):
+    passing = run_local(parameters={**TINY, "max_fid": 10_000.0, "min_rprecision": 0.0}, output=tmp_path)
+    run_dir = tmp_path / "pipeline-root" / passing["run_dir"].split("/")[-1]
+    assert passing["ingest"]["coco"]["images_in"] == 124
+    assert passing["ingest"]["coco"]["images_in"] == (
+        passing["ingest"]["coco"]["images_written"] + passing["ingest"]["coco"]["images_rejected"]
+    )
+    assert passing["validation"]["checks_failed"] == 0
+    assert passing["training"]["images_seen"] == 32
+    assert passing["evaluation"]["metrics"]["fid"] > 0 and 0 <= passing["evaluation"]["metrics"]["r_precision"] <= 1
+    assert passing["gate"]["promote"] is True and passing["registered_version"] == "1"
+    deployed = passing["deploy"]
+    assert deployed["model_uri"] == "models:/xmcgan/1" and deployed["url"].startswith("http://127.0.0.1:")
+    image = Image.open(run_dir / "deploy" / "images" / deployed["files"][0])
+    assert image.size == (64, 64)  # the cpu-64 preset's native size, served over HTTP
+
+    client = MlflowClient(passing["tracking_uri"])
+    assert str(client.get_model_version_by_alias("xmcgan", "champion").version) == "1"
+    training_run = client.get_run(passing["training"]["mlflow_run_id"])
+    assert training_run.data.tags["data_version"].endswith(".dir")
+
+    failing = run_local(parameters={**TINY, "max_fid": 0.001, "min_rprecision": 0.0}, output=tmp_path)
+    assert failing["gate"]["promote"] is False and failing["registered_version"] == "2"
+    assert any(reason.startswith("FAIL: FID") for reason in failing["gate"]["reasons"])
+    assert failing["deploy"] is None
+    second_run = tmp_path / "pipeline-root" / failing["run_dir"].split("/")[-1]
+    assert not (second_run / "promote").exists() and not (second_run / "deploy").exists()
+    assert str(client.get_model_version_by_alias("xmcgan", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("xmcgan", "challenger").version) == "2"
+    assert json.loads((second_run / "summary.json").read_text())["registered_version"] == "2"
