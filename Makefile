@@ -14,7 +14,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test setup lint bench clean-venv
+.PHONY: demo test setup data lint bench clean-venv
 
 demo: setup
 	$(PY) -m pipelines.xmcgan_pipeline run-local
@@ -24,6 +24,10 @@ test: setup
 	$(PY) -m pytest
 
 setup: $(INSTALLED) $(MOBILENET)
+
+# The versioned datasets (dvc.yaml): demo data -> ingest -> embed -> validate, with the venv's python.
+data: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
 # The lock pins every package (pip freeze of a clean install), so it installs without resolving.
 $(INSTALLED): requirements.lock pyproject.toml
