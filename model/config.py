@@ -6,9 +6,10 @@ dicts (and so JSON), and come in named presets:
     xmcgan-128   the authors' COCO configuration (google-research/xmcgan_image_generation,
                  configs/coco_xmc.py): 96 base channels in G and D, z 128, attention at 16x16
     xmcgan-256   the authors' 256x256 architecture branch (same widths, one more block each)
-    cpu-64       a narrow 64x64 model that learns the demo dataset in minutes on 2 CPU cores;
-                 same architecture (attention from 16x16, every loss on), fewer channels and a
-                 cheaper VGG loss (smaller input, shallower layer), sized by benchmarks/bench_model.py
+    cpu-64       a narrow 64x64 model for the demo dataset on 2 CPU cores: the same architecture
+                 (attention from 16x16, every loss on) with fewer channels, D's region features
+                 at 8x8 and a cheaper VGG loss (32x32 input, block2_pool), sized by
+                 benchmarks/bench_model.py
 
 The text width `text_dim` is not part of a preset: it is the encoder's (`TextEncoder.dim`),
 set with `config.replace(text_dim=encoder.dim)` before the networks are built.
@@ -185,10 +186,15 @@ PRESETS: dict[str, Preset] = {
         ModelConfig(image_size=256, g_channels=(16, 8, 8, 4, 2, 1), d_channels=(1, 2, 4, 8, 8, 16, 16)),
         description="authors' 256x256 architecture (reported not to converge by users of their code)",
     ),
+    # Sized with benchmarks/bench_model.py: every loss on, G attention from 16x16 as the authors;
+    # D's regions at 8x8 (the region-word loss costs R^2 per word and caption-image pair) and the
+    # VGG loss on block2_pool of a 32x32 resize (18 instead of 300 GFLOP per iteration at 64x64).
     "cpu-64": Preset(
-        ModelConfig(image_size=64, g_base=32, g_channels=(8, 4, 2, 1), d_base=32, d_channels=(1, 2, 4, 8, 8)),
-        LossConfig(vgg_layer="block3_pool", vgg_input_size=32),
-        description="narrow 64x64 model for the demo on 2 CPU cores (sized by benchmarks/bench_model.py)",
+        ModelConfig(
+            image_size=64, g_base=16, g_channels=(8, 4, 2, 1), d_base=8, d_channels=(1, 2, 4, 8, 16), region_size=8
+        ),
+        LossConfig(vgg_layer="block2_pool", vgg_input_size=32),
+        description="narrow 64x64 model for the demo on 2 CPU cores",
     ),
 }
 
