@@ -354,3 +354,17 @@ def test_a_rerun_replaces_the_previous_output(bad_run, tmp_path):
     ingest(corpus.root, copy, sources=("coco",), image_size=32, shards=1)
     assert [p.name for p in Path(records_dir(copy, "coco", "train")).iterdir()] == ["part-00000-of-00001.parquet"]
     assert (copy / "counts" / "ln_coco.json").exists()  # other sources' outputs are left alone
+
+
+def test_rows_counted_but_missing_on_disk_stop_the_run(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.ingest.beam_io import check_written
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    pq.write_table(pa.table({"image_id": ["1", "2"]}), folder / "part-00000-of-00001.parquet")
+    check_written({str(folder): 2}, "ingest")
+    with pytest.raises(RuntimeError, match=r"ingest: rows on disk differ from rows counted .*counted 3, on disk 2"):
+        check_written({str(folder): 3}, "ingest")

@@ -22,6 +22,7 @@ from model.text_encoder import resolve_encoder_path
 
 from ..ingest.beam_io import (
     WriteParquetShards,
+    check_written,
     count,
     fill_missing_shards,
     pipeline_options,
@@ -142,6 +143,15 @@ def run_embed(*, config: EmbedConfig) -> dict:
         )
         name = posixpath.basename(embeddings_root(root, config.encoder, max_length))
         tables.setdefault(name, {}).setdefault(source, {})[split] = n_out
+    check_written(
+        {
+            embeddings_dir(root, config.encoder, config.max_lengths[source], source, split): tables[
+                posixpath.basename(embeddings_root(root, config.encoder, config.max_lengths[source]))
+            ][source][split]
+            for source, split in pairs
+        },
+        "embed",
+    )
     for n in lengths:
         write_json(
             posixpath.join(embeddings_root(root, config.encoder, n), "encoder.json"),

@@ -121,6 +121,24 @@ class WriteParquetShards(beam.PTransform):
         )
 
 
+def parquet_rows(folder: str) -> int:
+    """Rows in the Parquet files of a folder, from their footers (no data read)."""
+    total = 0
+    for match in FileSystems.match([posixpath.join(folder, "*.parquet")])[0].metadata_list:
+        with FileSystems.open(match.path) as stream:
+            total += pq.ParquetFile(stream).metadata.num_rows
+    return total
+
+
+def check_written(expected: dict[str, int], what: str) -> None:
+    """Raise when a folder holds another number of rows than the pipeline counted writing to it:
+    a record counted but not on disk is data lost, and must stop the run, not pass silently."""
+    found = {folder: parquet_rows(folder) for folder in expected}
+    if wrong := {folder: (n, found[folder]) for folder, n in expected.items() if found[folder] != n}:
+        details = "; ".join(f"{folder}: counted {n}, on disk {m}" for folder, (n, m) in wrong.items())
+        raise RuntimeError(f"{what}: rows on disk differ from rows counted ({details})")
+
+
 def fill_missing_shards(folder: str, shards: int, schema: pa.Schema) -> None:
     """Write an empty (schema-only) file for each shard that received no rows, so a folder always has all N."""
     for shard in range(shards):

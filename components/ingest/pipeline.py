@@ -41,6 +41,7 @@ from .annotations import (
 from .beam_io import (
     WriteJsonLines,
     WriteParquetShards,
+    check_written,
     count,
     counts_path,
     dead_letter_dir,
@@ -332,6 +333,14 @@ def run_ingest(*, config: IngestConfig) -> dict:
     for source, split in sorted({(f.source, f.split) for f in files}):
         fill_missing_shards(records_dir(config.output_root, source, split), config.shards, RECORD_SCHEMA)
     summaries = summarise(read_counters(result, COUNTERS), config, files)
+    check_written(
+        {
+            records_dir(config.output_root, source, split): counts["images"]["written"]
+            for source, summary in summaries.items()
+            for split, counts in summary["splits"].items()
+        },
+        "ingest",
+    )
     for source, summary in summaries.items():
         write_json(counts_path(config.output_root, source), summary)
     seconds = time.perf_counter() - started
