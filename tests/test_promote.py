@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.promote import CHALLENGER, CHAMPION, GateConfig, load_champion, promote
+from components.promote import CHALLENGER, CHAMPION, GateConfig, crown, load_champion, promote
 from components.promote.__main__ import main as promote_cli
 from components.promote.registry import client, scores_on, version_by_alias
 from model.config import ModelConfig
@@ -194,3 +194,17 @@ def test_cli_promotes_from_an_evaluation_file(registry, tmp_path, capsys):
     assert json.loads((tmp_path / "decision.json").read_text())["thresholds"]["max_fid"] == 35.0
     with pytest.raises(SystemExit):
         promote_cli(["--evaluation", str(path), "--min-rprecision", "2"])
+
+
+def test_the_pipeline_gate_decides_and_crown_moves_the_champion(registry, tmp_path):
+    """The pipeline's two steps: promote(move_champion=False) registers and decides; crown() acts on a pass."""
+    run(registry, tmp_path, make_model(tmp_path / "m1", seed=1, run_id="r1"), 30.0, 0.6)
+    passed = run(registry, tmp_path, make_model(tmp_path / "m2", seed=2, run_id="r2"), 29.0, 0.6, move_champion=False)
+    failed = run(registry, tmp_path, make_model(tmp_path / "m3", seed=3, run_id="r3"), 90.0, 0.6, move_champion=False)
+    assert passed["promote"] and not failed["promote"]
+    assert aliases(registry) == {CHAMPION: "1", CHALLENGER: "3"}
+    with pytest.raises(ValueError, match="did not pass the gate"):
+        crown(NAME, version=failed["version"], tracking_uri=registry)
+    assert aliases(registry)[CHAMPION] == "1"
+    assert crown(NAME, version=passed["version"], tracking_uri=registry) == "1"
+    assert aliases(registry)[CHAMPION] == "2"

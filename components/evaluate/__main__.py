@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..cli import add_config_arguments, config_from_arguments, load_params
 from .config import EvalConfig
-from .evaluate import evaluate
+from .evaluation import evaluate
 
 HELP = {
     "source": "records source to evaluate on: coco, ln_coco, ln_open_images",

@@ -1,7 +1,7 @@
 """Promotion: the gate (thresholds, no regression against the champion) and the MLflow model registry."""
 
 from .gate import Decision, GateConfig, decide
-from .promote import crown, promote
+from .promotion import crown, promote
 from .registry import CHALLENGER, CHAMPION, download_model, load_champion
 
 __all__ = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..cli import add_config_arguments, config_from_arguments, load_params
 from .gate import GateConfig
-from .promote import promote
+from .promotion import promote
 
 HELP = {
     "max_fid": "promote only with FID at most this",

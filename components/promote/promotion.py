@@ -206,4 +206,4 @@ def crown(name: str, *, version: str, tracking_uri: str) -> str | None:
         )
     previous = registry.version_by_alias(mlflow_client, name, registry.CHAMPION)
     mlflow_client.set_registered_model_alias(name, registry.CHAMPION, str(version))
-    return previous.version if previous else None
+    return str(previous.version) if previous else None
