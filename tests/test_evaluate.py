@@ -153,6 +153,7 @@ def test_cli_scores_a_model_folder_with_the_untrained_baseline(records_root, cac
     assert set(printed["scores"]) == {"model", "untrained", "real"}
     summary = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert summary["model"]["provenance"]["training_run_id"] == "run-1"
+    assert "<code>run-1</code>" in (tmp_path / "eval" / "report.html").read_text()
     assert summary["produced_by"]["image_size"] == 16  # real images are brought to the generator's size
     assert summary["scores"]["model"]["fid"] != summary["scores"]["untrained"]["fid"]  # different weights
     with pytest.raises(SystemExit):

@@ -54,7 +54,7 @@ def render_html(summary: dict, *, grid_png: bytes | None, grid_rows: list[str], 
         f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
         for k, v in {
             "model": summary["model"]["path"],
-            "training run": summary["model"]["provenance"].get("run_id"),
+            "training run": summary["model"]["provenance"].get("training_run_id"),
             "data version": summary["data_version"],
             "evaluation set": f"{summary['caption_set']['id']} ({summary['caption_set']['size']} pairs, "
             f"{summary['source']}/{summary['split']})",
