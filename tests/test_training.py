@@ -335,3 +335,20 @@ def test_torchrun_two_gloo_processes_train_and_write_a_loadable_model(processed_
     pipeline = TextToImage.from_pretrained(tmp_path / "run" / "model")
     images = pipeline(["a red circle in the center"], seed=1)
     assert images.shape == (1, 32, 32, 3) and images.dtype == np.uint8
+
+
+def test_sqlite_runs_keep_their_artifacts_beside_the_database(tmp_path, monkeypatch):
+    import mlflow
+
+    from components.tracking import use_experiment
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)  # a process running in some other folder
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    (tmp_path / "store").mkdir()
+    use_experiment(uri, "artifacts-test")
+    with mlflow.start_run() as run:
+        mlflow.log_dict({"a": 1}, "x.json")
+    assert run.info.artifact_uri.startswith((tmp_path / "store" / "mlartifacts").as_uri())
+    assert (tmp_path / "store" / "mlartifacts").is_dir() and not (work / "mlruns").exists()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.lineage import code_version
+from components.tracking import use_experiment
 
 from . import registry
 from .gate import Decision, GateConfig, decide
@@ -141,7 +142,7 @@ def promote(
         "code_version": provenance.get("code_version") or code_version(),
         **produced_by_tags(evaluation["produced_by"]),
     }
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(tracking_uri, EXPERIMENT)
     with mlflow.start_run(run_name=f"promote-{name}") as run:
         mlflow.set_tags({**lineage, "gate.promote": str(decision.promote)})
         mlflow.log_params({"extractor": evaluation["produced_by"]["extractor"]["name"], **gate.to_dict()})

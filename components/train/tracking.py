@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from components.tracking import use_experiment
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LENGTH = 500  # MLflow's hard limit is 6000; long values go to the config.json artifact instead
 
@@ -31,8 +33,7 @@ class MLflowReporter:
         import mlflow
 
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_experiment(experiment)
+        use_experiment(tracking_uri, experiment)
         self.run = mlflow.start_run(run_name=run_name, tags=tags or {})
         self.run_id = self.run.info.run_id
 
