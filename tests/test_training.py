@@ -21,7 +21,7 @@ from model.discriminator import Discriminator
 from model.generator import Generator
 from model.objective import XMCGANLoss
 from model.text_encoder import TextEmbedding
-from model.training import TrainConfig, average_gradients, noise, train
+from model.training import TrainConfig, average_gradients, noise
 from model.training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
 from model.vgg import VGG19Features
 
@@ -219,35 +219,21 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_killed_mid_training_resumes_to_identical_weights(processed_demo, tmp_path):
-    reference = train(tiny_config(tmp_path / "reference", processed_demo, total_images=96))
-    assert reference["images_seen"] == 96
+def _train_command(data_root: Path, run_dir: Path, total_images: int) -> list[str]:
+    return [sys.executable, "-m", "components.train", "--data-root", str(data_root), "--run-dir", str(run_dir),
+            "--tracking-uri", "none", "--model-overrides", json.dumps(TINY_MODEL), "--loss-overrides",
+            json.dumps(TINY_LOSS), "--batch-size", "8", "--total-images", str(total_images),
+            "--checkpoint-images", "32", "--workers", "0"]  # fmt: skip
 
-    interrupted = tmp_path / "interrupted"
-    command = [
-        sys.executable,
-        "-m",
-        "components.train",
-        "--data-root",
-        str(processed_demo),
-        "--run-dir",
-        str(interrupted),
-        "--tracking-uri",
-        "none",
-        "--model-overrides",
-        json.dumps(TINY_MODEL),
-        "--loss-overrides",
-        json.dumps(TINY_LOSS),
-        "--batch-size",
-        "8",
-        "--total-images",
-        "100000",
-        "--checkpoint-images",
-        "32",
-        "--workers",
-        "0",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+def test_run_killed_mid_training_resumes_to_identical_weights(processed_demo, tmp_path):
+    # Every phase in a fresh process, as a user runs it: the test process's global torch state
+    # (threads, oneDNN switched off by an in-process server) must not differ between the runs.
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    subprocess.run(_train_command(processed_demo, reference, 96), check=True, capture_output=True, timeout=600)
+
+    process = subprocess.Popen(_train_command(processed_demo, interrupted, 100_000), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 300
     while not list_checkpoints(interrupted / "checkpoints") and time.time() < deadline:
         time.sleep(0.2)
@@ -256,9 +242,9 @@ def test_run_killed_mid_training_resumes_to_identical_weights(processed_demo, tm
     killed_at = load_latest_checkpoint(interrupted / "checkpoints").state["images_seen"]
     assert 0 < killed_at < 96
 
-    resumed = train(tiny_config(interrupted, processed_demo, total_images=96))
-    assert resumed["images_seen"] == 96
-    expected = weights(list_checkpoints(tmp_path / "reference" / "checkpoints")[-1])
+    subprocess.run(_train_command(processed_demo, interrupted, 96), check=True, capture_output=True, timeout=600)
+    assert json.loads((interrupted / "summary.json").read_text())["images_seen"] == 96
+    expected = weights(list_checkpoints(reference / "checkpoints")[-1])
     actual = weights(list_checkpoints(interrupted / "checkpoints")[-1])
     for network in expected:
         for name, tensor in expected[network].items():
