@@ -50,7 +50,7 @@ class GenBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | RegionCondition) -> torch.Tensor:
         h = F.interpolate(F.relu(self.norm1(x, cond)), scale_factor=2, mode="nearest")
         h = self.conv2(F.relu(self.norm2(self.conv1(h), cond)))
         return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
