@@ -21,7 +21,7 @@ from model.discriminator import Discriminator
 from model.generator import Generator
 from model.objective import XMCGANLoss
 from model.text_encoder import TextEmbedding
-from model.training import TrainConfig, average_gradients, noise
+from model.training import TrainConfig, average_gradients, ema_decay, noise
 from model.training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
 from model.vgg import VGG19Features
 
@@ -59,6 +59,19 @@ def test_ranks_split_each_global_batch_without_overlap():
     for step in range(3):
         positions = [next(s) for s in shares]
         assert positions[0] + positions[1] == list(range(40 + 8 * step, 48 + 8 * step))
+
+
+def test_ema_half_life_is_counted_in_images_and_ramps_up(tmp_path):
+    config = TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), batch_size=56, ema_rampup=0.0)
+    # The authors' decay per iteration (2 D steps of 56 images), from the half-life in images.
+    assert ema_decay(config, images_seen=10**6) == pytest.approx(0.999, abs=1e-6)
+    # After one half-life of iterations, the old weights hold half of the average.
+    iterations = round(config.ema_half_life_images / (56 * 2))
+    assert ema_decay(config, images_seen=0) ** iterations == pytest.approx(0.5, abs=1e-3)
+    ramped = TrainConfig.from_dict({**config.to_dict(), "ema_rampup": 0.05})
+    # Early, the half-life is 5 % of the images seen: after 20,000 images, 1,000.
+    assert ema_decay(ramped, images_seen=20_000) == pytest.approx(0.5 ** (112 / 1_000))
+    assert ema_decay(ramped, images_seen=10**8) == ema_decay(config, images_seen=0)
 
 
 def test_stream_is_a_function_of_seed_and_position(processed_demo, tmp_path):
