@@ -33,7 +33,7 @@ from components.demo_data import DemoDataConfig, write_demo_dataset
 from components.ingest import IngestConfig, run_ingest
 from components.ingest.annotations import gather_narratives, iter_lines, parse_coco, parse_narrative
 from components.ingest.images import Rejected, process_image
-from components.ingest.pipeline import ROWS_PER_ROW_GROUP, discover
+from components.ingest.pipeline import ROWS_PER_ROW_GROUP, discover, record_row
 from model.data import RECORD_SCHEMA, records_dir
 
 
@@ -60,20 +60,7 @@ def plain_loop(config: IngestConfig) -> int:
             image = process_image(Path(c.image_path).read_bytes(), settings=config.image_settings)
         except Rejected:
             continue
-        tables[(c.source, c.split)].append(
-            {
-                "image_id": c.image_id,
-                "source": c.source,
-                "split": c.split,
-                "file_name": c.file_name,
-                "image": image.png,
-                "width": image.width,
-                "height": image.height,
-                "original_width": image.original_width,
-                "original_height": image.original_height,
-                "captions": list(c.captions),
-            }
-        )
+        tables[(c.source, c.split)].append(record_row(c, image))
     for (source, split), rows in tables.items():
         folder = Path(records_dir(config.output_root, source, split))
         folder.mkdir(parents=True, exist_ok=True)

@@ -300,6 +300,19 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     global_micro = config.batch_size // config.grad_accumulation
 
+    def step_noise(*, phase: int, micro: int) -> torch.Tensor:
+        """This rank's share of the noise of (step, phase, micro-batch): the same for any process count."""
+        return noise(
+            seed=config.seed,
+            step=step,
+            phase=phase,
+            micro=micro,
+            global_batch=global_micro,
+            z_dim=model_config.z_dim,
+            rank=rank,
+            world=world,
+        ).to(device)
+
     def save(images: int) -> None:
         if rank == 0:
             save_checkpoint(
@@ -345,16 +358,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
             opt_d.zero_grad(set_to_none=True)
             micro_batches = [to_device(next(batches), device) for _ in range(config.grad_accumulation)]
             for micro, (real, text) in enumerate(micro_batches):
-                z = noise(
-                    seed=config.seed,
-                    step=step,
-                    phase=d_step,
-                    micro=micro,
-                    global_batch=global_micro,
-                    z_dim=model_config.z_dim,
-                    rank=rank,
-                    world=world,
-                ).to(device)
+                z = step_noise(phase=d_step, micro=micro)
                 with autocast:
                     loss_d, terms = loss.discriminator_loss(real=real, text=text, z=z)
                 (loss_d / config.grad_accumulation).backward()
@@ -366,16 +370,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
         # Generator phase on the last D step's images and captions, with new noise.
         opt_g.zero_grad(set_to_none=True)
         for micro, (real, text) in enumerate(micro_batches):
-            z = noise(
-                seed=config.seed,
-                step=step,
-                phase=config.d_steps_per_g_step,
-                micro=micro,
-                global_batch=global_micro,
-                z_dim=model_config.z_dim,
-                rank=rank,
-                world=world,
-            ).to(device)
+            z = step_noise(phase=config.d_steps_per_g_step, micro=micro)
             with autocast:
                 loss_g, terms = loss.generator_loss(real=real, text=text, z=z)
             (loss_g / config.grad_accumulation).backward()

@@ -54,7 +54,7 @@ from .beam_io import (
     write_text,
 )
 from .config import IngestConfig
-from .images import ImageSettings, Rejected, process_image
+from .images import ImageSettings, ProcessedImage, Rejected, process_image
 
 log = logging.getLogger(__name__)
 DEAD = "dead"
@@ -167,6 +167,22 @@ class GatherNarratives(beam.DoFn):
             _count(source, split, "annotations", "rejected", len(dead))
 
 
+def record_row(candidate: Candidate, image: ProcessedImage) -> dict:
+    """One row of RECORD_SCHEMA: an image that passed, with every caption of it."""
+    return {
+        "image_id": candidate.image_id,
+        "source": candidate.source,
+        "split": candidate.split,
+        "file_name": candidate.file_name,
+        "image": image.png,
+        "width": image.width,
+        "height": image.height,
+        "original_width": image.original_width,
+        "original_height": image.original_height,
+        "captions": list(candidate.captions),
+    }
+
+
 def read_image_file(candidate: Candidate) -> bytes:
     path, name = candidate.image_path, candidate.image_name
     try:
@@ -203,18 +219,7 @@ class ProcessImage(beam.DoFn):
         self.done += 1
         if self.done % PROGRESS_EVERY == 0:
             log.info("ingest: %d images processed by this worker", self.done)
-        yield {
-            "image_id": c.image_id,
-            "source": c.source,
-            "split": c.split,
-            "file_name": c.file_name,
-            "image": image.png,
-            "width": image.width,
-            "height": image.height,
-            "original_width": image.original_width,
-            "original_height": image.original_height,
-            "captions": list(c.captions),
-        }
+        yield record_row(c, image)
         _count(c.source, c.split, "images", "written")
         _count(c.source, c.split, "annotations", "written", len(c.captions))
 
