@@ -7,7 +7,7 @@
    forward on tensors already at 299x299 in [-1, 1]. Rounds alternate between the two; medians.
 2. End to end: `evaluate()` on demo records with warm caches (real features, dual encoder), generated
    images per second of the whole step (generation, features, FID/KID, R-precision, report) against
-   the same bare forward. Fixed costs (the FID's 2048x2048 eigendecomposition, loading the encoders)
+   the same bare forward. Fixed costs (the Fréchet distance's matrix square root, loading the encoders)
    weigh more at small sample counts.
 
 Target: at least 0.8x the bare forward. Figures on a shared machine are noisy.
