@@ -234,7 +234,7 @@ def test_a_champion_from_another_evaluation_is_rescored_by_the_evaluate_step(
     from components.promote import GateConfig, promote
     from components.promote.registry import client, scores_on
 
-    monkeypatch.chdir(tmp_path)  # a sqlite store's default artifact root is ./mlruns
+    monkeypatch.chdir(tmp_path)  # whatever MLflow writes relative to the working folder stays in tmp_path
     registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
     lax = GateConfig(max_fid=1e9, min_rprecision=0.0, fid_tolerance=1e9, rprecision_tolerance=1.0)
     summaries = {}

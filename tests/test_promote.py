@@ -30,7 +30,7 @@ def empty_store(tmp_path_factory):
 
 @pytest.fixture
 def registry(empty_store, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a sqlite store's default artifact root is ./mlruns
+    monkeypatch.chdir(tmp_path)  # whatever MLflow writes relative to the working folder stays in tmp_path
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 

@@ -132,26 +132,18 @@ def run_embed(*, config: EmbedConfig) -> dict:
     if (state := result.wait_until_finish()) != "DONE":
         raise RuntimeError(f"embed pipeline ended in state {state}")
     totals = read_counters(result, COUNTERS)
-    tables = {}
+    tables, written = {}, {}
     for source, split in pairs:
         n_in, n_out = totals.get((source, split, "in"), 0), totals.get((source, split, "embedded"), 0)
         if n_in != n_out:
             raise RuntimeError(f"embed: {source}/{split} had {n_in} captions but {n_out} embeddings")
         max_length = config.max_lengths[source]
-        fill_missing_shards(
-            embeddings_dir(root, config.encoder, max_length, source, split), config.shards, EMBEDDING_SCHEMA
-        )
+        folder = embeddings_dir(root, config.encoder, max_length, source, split)
+        fill_missing_shards(folder, config.shards, EMBEDDING_SCHEMA)
+        written[folder] = n_out
         name = posixpath.basename(embeddings_root(root, config.encoder, max_length))
         tables.setdefault(name, {}).setdefault(source, {})[split] = n_out
-    check_written(
-        {
-            embeddings_dir(root, config.encoder, config.max_lengths[source], source, split): tables[
-                posixpath.basename(embeddings_root(root, config.encoder, config.max_lengths[source]))
-            ][source][split]
-            for source, split in pairs
-        },
-        "embed",
-    )
+    check_written(written, "embed")
     for n in lengths:
         write_json(
             posixpath.join(embeddings_root(root, config.encoder, n), "encoder.json"),

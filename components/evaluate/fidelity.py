@@ -212,8 +212,9 @@ def frechet_distance(generated: torch.Tensor, real: torch.Tensor) -> float:
 
     With S = A^T A, the eigenvalues of S_g S_r are the squared singular values of A_g A_r^T, so
     tr((S_g S_r)^(1/2)) = ||A_g A_r^T||_* (nuclear norm) and tr(S) = ||A||_F^2: the same value as
-    torch-fidelity's `fid_statistics_to_metric` (a 2048 x 2048 non-symmetric eigendecomposition, about
-    10 s on 2 cores) from an SVD of at most min(n_g, d) x min(n_r, d), in float64.
+    torch-fidelity's `fid_statistics_to_metric` (a 2048 x 2048 non-symmetric eigendecomposition: 2.7 s
+    against 0.1 s for 200 + 200 samples, measured on 2 quiet cores; more under load) from an SVD of at
+    most min(n_g, d) x min(n_r, d), in float64.
     """
     generated, real = generated.double(), real.double()
     a_generated, a_real = _covariance_factor(generated), _covariance_factor(real)
