@@ -75,13 +75,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`python -m components.serve` on 127.0.0.1 and a free port, stopped (SIGTERM) on exit."""
+    """`python -m components.serve` on 127.0.0.1 and free HTTP and gRPC ports, stopped (SIGTERM) on exit."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, log: Path | None = None):
-        self.port = free_port()
+        self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log
         command = [sys.executable, "-m", "components.serve", "--host", "127.0.0.1", "--http-port", str(self.port)]
+        command += ["--grpc-port", str(self.grpc_port)]
         # one intra-op thread: the tiny test models gain nothing from more, and on a shared CPU
         # OpenMP threads waiting for each other cost more than the work itself
         defaults = {"MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

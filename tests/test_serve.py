@@ -4,19 +4,23 @@ sqlite MLflow registry), and kserve's app with the request gate (readiness, erro
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 
-import numpy as np
 import pytest
+import torch
 from kserve.errors import InvalidInput
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
-from serve_support import write_model, write_tiny_text_encoder
+from serve_support import free_port, write_model, write_tiny_text_encoder
 
 from components.serve.batching import ImageJob, MicroBatcher, QueueFull
 from components.serve.config import ServeConfig
+from components.serve.embeddings import PromptEmbeddings, row_bytes
 from components.serve.loading import parse_registry_uri, resolve_model_source
 from components.serve.protocol import MAX_SEED, RequestLimits, offered_sizes, parse_v1, parse_v2
+from model.text_encoder import TextEmbedding
 
 LIMITS = RequestLimits(
     max_prompts=4, max_images_per_prompt=3, max_images_per_request=6, max_prompt_chars=40, sizes=(64, 32, 16)
@@ -33,6 +37,27 @@ def v2(data: list, *, shape=None, datatype="BYTES", name="prompt", parameters=No
     body |= {"parameters": parameters} if parameters else {}
     body |= {"outputs": outputs} if outputs else {}
     return InferRequest.from_inference_request(InferenceRequest(**body), "xmcgan")
+
+
+def grpc_parameter(value) -> pb.InferParameter:
+    if isinstance(value, bool):
+        return pb.InferParameter(bool_param=value)
+    if isinstance(value, int):
+        return pb.InferParameter(int64_param=value)
+    return pb.InferParameter(string_param=value) if isinstance(value, str) else pb.InferParameter()
+
+
+def grpc_v2(data: list[bytes], *, raw: bool = False, shape=None, parameters=None) -> pb.ModelInferRequest:
+    """A V2 gRPC request for the prompt elements `data`, in contents or (raw) in raw_input_contents."""
+    tensor = pb.ModelInferRequest.InferInputTensor(name="prompt", datatype="BYTES", shape=shape or [len(data)])
+    if not raw:
+        tensor.contents.bytes_contents.extend(data)
+    request = pb.ModelInferRequest(model_name="xmcgan", inputs=[tensor])
+    if raw:  # the binary BYTES tensor: each element as a 4-byte little-endian length and its bytes
+        request.raw_input_contents.append(b"".join(struct.pack("<I", len(b)) + b for b in data))
+    for name, value in (parameters or {}).items():
+        request.parameters[name].CopyFrom(grpc_parameter(value))
+    return request
 
 
 def error_of(parse, body) -> str:
@@ -110,6 +135,35 @@ def test_v2_validation_names_the_field(request_, expected):
     assert error_of(parse_v2, request_()).startswith(expected)
 
 
+def test_v2_over_grpc_parses_like_rest_from_contents_and_from_raw_bytes():
+    rest = parse_v2(v2(["a red circle", "ein Kreis über dem Quadrat"], parameters={"seed": 5, "size": 32}), LIMITS)
+    prompts = [p.encode() for p in rest.prompts]
+    for raw in (False, True):
+        request = InferRequest.from_grpc(grpc_v2(prompts, raw=raw, parameters={"seed": 5, "size": 32}))
+        assert parse_v2(request, LIMITS) == rest
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        (grpc_v2([b"\xff\xfe"]), "inputs[0].data[0]: a prompt must be UTF-8 text"),
+        (grpc_v2([b"a"], parameters={"seed": None}), "parameters.seed: holds no value; set bool_param, int64_param"),
+        (
+            grpc_v2([b"a"], parameters={"seed": "7"}),
+            "parameters.seed: must be an integer in [0, 4294967295], got string",
+        ),
+        (grpc_v2([b"a", b"b"], shape=[3]), "inputs[0].shape: must be [2] for 2 prompts, got [3]"),
+        (
+            grpc_v2([b"a", b"b"], raw=True, shape=[3]),
+            "raw_input_contents[0]: is not a BYTES tensor of the input's shape",
+        ),
+        (grpc_v2([]), "inputs[0].data: at least one prompt is required"),
+    ],
+)
+def test_v2_over_grpc_validation_names_the_field_as_rest_does(request_, expected):
+    assert error_of(parse_v2, InferRequest.from_grpc(request_)).startswith(expected)
+
+
 def test_offered_sizes_are_native_and_downscales():
     assert offered_sizes(128) == (128, 64, 32)
     assert offered_sizes(32) == (32, 16)
@@ -127,7 +181,7 @@ def test_config_rejects_limits_that_cannot_be_met():
 
 
 class RecordingRender:
-    """Images whose pixels encode their job, so routing errors show; records each call's jobs."""
+    """Results that name their job, so routing errors show; records each call's jobs."""
 
     def __init__(self, gate: threading.Event | None = None):
         self.calls: list[list[ImageJob]] = []
@@ -137,15 +191,15 @@ class RecordingRender:
         if self.gate is not None:
             assert self.gate.wait(10)
         self.calls.append(list(jobs))
-        return np.stack([np.full((2, 2, 3), [hash(j.prompt) % 251, j.seed % 251, j.index], np.uint8) for j in jobs])
+        return expected(jobs)
 
 
 def expected(jobs):
-    return np.stack([np.full((2, 2, 3), [hash(j.prompt) % 251, j.seed % 251, j.index], np.uint8) for j in jobs])
+    return [f"{j.prompt}/{j.seed}/{j.index}@{j.size}" for j in jobs]
 
 
 def jobs_of(prompt: str, count: int, seed: int = 0) -> list[ImageJob]:
-    return [ImageJob(prompt, seed, i) for i in range(count)]
+    return [ImageJob(prompt, seed, i, 64) for i in range(count)]
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_images():
@@ -160,22 +214,42 @@ def test_concurrent_requests_share_batches_and_get_their_own_images():
 
     requests, results = asyncio.run(scenario())
     for jobs, images in zip(requests, results, strict=True):
-        np.testing.assert_array_equal(images, expected(jobs))
+        assert images == expected(jobs)
     assert [len(call) for call in render.calls] == [4, 4, 4]  # 12 images in full batches, requests split across
     assert [job for call in render.calls for job in call] == [job for r in requests for job in r]  # arrival order
 
 
-def test_a_lone_request_waits_only_the_window():
+def test_a_lone_request_does_not_wait_for_company_that_is_not_coming():
     render = RecordingRender()
 
     async def scenario():
-        batcher = MicroBatcher(render, max_batch=8, wait_s=0.01, max_queued=8)
-        images = await asyncio.wait_for(batcher.submit(jobs_of("a", 2)), timeout=5)
+        batcher = MicroBatcher(render, max_batch=8, wait_s=5.0, max_queued=8)
+        with batcher.expecting():
+            images = await asyncio.wait_for(batcher.submit(jobs_of("a", 2)), timeout=1)
         batcher.close()
         return images
 
     assert len(asyncio.run(scenario())) == 2
     assert [len(call) for call in render.calls] == [2]
+
+
+def test_a_batch_waits_for_requests_still_being_validated():
+    render = RecordingRender()
+
+    async def scenario():
+        batcher = MicroBatcher(render, max_batch=8, wait_s=2.0, max_queued=8)
+
+        async def request(prompt: str, validation_s: float):
+            with batcher.expecting():
+                await asyncio.sleep(validation_s)
+                return await batcher.submit(jobs_of(prompt, 1))
+
+        results = await asyncio.gather(request("first", 0.0), request("second", 0.05))
+        batcher.close()
+        return results
+
+    assert asyncio.run(scenario()) == [expected(jobs_of("first", 1)), expected(jobs_of("second", 1))]
+    assert [[job.prompt for job in call] for call in render.calls] == [["first", "second"]]
 
 
 def test_full_queue_refuses_at_once_and_recovers():
@@ -221,9 +295,43 @@ def test_a_failed_batch_fails_its_requests_and_the_worker_carries_on():
     (poisoned, fine), after, queued = asyncio.run(scenario())
     assert isinstance(poisoned, RuntimeError)
     # the poisoned request's third job was dropped, not rendered; the other request was rendered
-    np.testing.assert_array_equal(fine, expected(jobs_of("fine", 1)))
-    np.testing.assert_array_equal(after, expected(jobs_of("later", 1)))
+    assert fine == expected(jobs_of("fine", 1)) and after == expected(jobs_of("later", 1))
     assert calls == [2, 1, 1] and queued == 0
+
+
+# --- prompt-embedding cache -----------------------------------------------------------------------
+
+
+def fake_row(prompt: str, width: int = 4) -> TextEmbedding:
+    value = float(len(prompt))
+    return TextEmbedding(torch.full((3, width), value), torch.ones(3, dtype=torch.bool), torch.full((width,), value))
+
+
+def test_prompt_cache_encodes_only_prompts_it_does_not_hold_and_drops_the_least_recently_used():
+    encoded = []
+
+    def encode(prompts):
+        encoded.append(list(prompts))
+        return [fake_row(p) for p in prompts]
+
+    cache = PromptEmbeddings(encode, max_entries=2, max_bytes=1 << 20)
+    first = cache.lookup(["a", "bb", "a"])
+    assert encoded == [["a", "bb"]] and set(first) == {"a", "bb"}
+    assert cache.lookup(["bb"])["bb"] is first["bb"]  # a hit is the very tensors the encoder gave
+    cache.lookup(["a"])  # a is now the most recently used
+    cache.lookup(["ccc"])  # full: bb goes
+    cache.lookup(["a", "bb"])
+    assert encoded == [["a", "bb"], ["ccc"], ["bb"]] and len(cache) == 2
+
+
+def test_prompt_cache_is_bounded_in_bytes():
+    size = row_bytes(fake_row("x"))
+    cache = PromptEmbeddings(lambda ps: [fake_row(p) for p in ps], max_entries=100, max_bytes=3 * size)
+    for i in range(10):
+        cache.lookup([f"prompt {i:02d}"])
+    assert len(cache) == 3 and cache.bytes == 3 * size
+    nothing = PromptEmbeddings(lambda ps: [fake_row(p) for p in ps], max_entries=0, max_bytes=1 << 20)
+    assert set(nothing.lookup(["a"])) == {"a"} and len(nothing) == 0 and nothing.bytes == 0
 
 
 # --- model sources ----------------------------------------------------------------------------------
@@ -280,6 +388,190 @@ def test_registry_source_resolves_alias_to_a_pinned_version(tiny_model, tmp_path
         resolve_model_source("models:/xmcgan@missing", tracking_uri=tracking_uri)
 
 
+# --- rendering ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def serving_math_restored():
+    """Serving switches oneDNN and NNPACK off process-wide; the other tests get theirs back."""
+    mkldnn, nnpack = torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()
+    yield
+    torch.backends.mkldnn.enabled = mkldnn
+    torch.backends.nnpack.set_flags(nnpack)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model, serving_math_restored):
+    from components.serve.rendering import batch_invariant_math
+    from model.sampling import TextToImage
+
+    pipeline = TextToImage.from_pretrained(tiny_model)
+    batch_invariant_math(pipeline)
+    return pipeline
+
+
+def test_row_padded_linear_keeps_the_layer_and_gives_rows_the_bits_of_a_full_batch():
+    from components.serve.rendering import MIN_GEMM_ROWS, RowPaddedLinear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(48, 24)
+    x = torch.randn(2 * MIN_GEMM_ROWS, 48)
+    before = {name: tensor.clone() for name, tensor in layer.state_dict().items()}
+    reference = layer(x)
+    layer.__class__ = RowPaddedLinear
+    assert layer.state_dict().keys() == before.keys()
+    assert all(torch.equal(tensor, before[name]) for name, tensor in layer.state_dict().items())
+    assert torch.equal(layer(x), reference)  # enough rows: the plain layer
+    for rows in (1, 2, 3, MIN_GEMM_ROWS - 1):
+        assert torch.equal(layer(x[:rows]), layer(x[:MIN_GEMM_ROWS])[:rows])
+    words = torch.randn(2, 5, 48)  # per-token inputs have rows enough and pass through
+    assert torch.equal(layer(words), torch.nn.functional.linear(words, layer.weight, layer.bias))
+
+
+def test_images_are_the_same_bytes_alone_batched_and_from_the_cache(pipeline):
+    from components.serve.rendering import Invariance, Renderer, check_batch_invariance
+
+    invariance = check_batch_invariance(pipeline, max_batch=8)
+    assert invariance == Invariance(encoder=True, generator=True)
+    jobs = [ImageJob(f"prompt {i % 3}", seed=i, index=i % 2, size=32 if i % 2 else 16) for i in range(7)]
+    cached = Renderer(pipeline, invariance, cache_entries=16, cache_bytes=1 << 20)
+    batched = cached(jobs)
+    assert len(cached.embeddings) == 3 and len(set(batched)) == 7
+    assert cached(jobs) == batched  # every prompt a cache hit now
+    uncached = Renderer(pipeline, invariance, cache_entries=0, cache_bytes=0)
+    assert [uncached([job])[0] for job in jobs] == batched  # each alone
+    one_at_a_time = Renderer(pipeline, Invariance(encoder=False, generator=False), cache_entries=0, cache_bytes=0)
+    assert one_at_a_time(jobs) == batched
+
+
+# --- the gRPC edge, in process --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grpc_edge(tiny_model, serving_math_restored):
+    """The gRPC edge on 127.0.0.1 serving a loaded predictor of its own, from a loop in a thread."""
+    import grpc
+    import kserve
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+    from components.serve.grpc_edge import build_grpc_server
+    from components.serve.predictor import XMCGANPredictor
+
+    config = ServeConfig(
+        model_uri=str(tiny_model), host="127.0.0.1", http_port=0, grpc_port=free_port(), max_body_bytes=4096
+    )
+    model = XMCGANPredictor(config)
+    model_server = kserve.ModelServer(http_port=0, enable_grpc=False, workers=1)
+    model_server.register_model(model)
+    model.load()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-test-loop", daemon=True)
+    thread.start()
+
+    async def start():  # grpc.aio binds a server to the loop it is created in
+        server = build_grpc_server(config, model_server.dataplane, model_server.model_repository_extension)
+        await server.start()
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    channel = grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}")
+    yield grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel), model
+    channel.close()
+    asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(30)
+    model.stop()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(30)
+
+
+def grpc_error(call, request):
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, timeout=30)
+    return caught.value
+
+
+def test_grpc_answers_with_binary_pngs_of_the_requested_size(grpc_edge):
+    stub, _ = grpc_edge
+    request = grpc_v2([b"a red circle", b"a blue square"], parameters={"seed": 3, "images_per_prompt": 2, "size": 16})
+    request.id = "req-1"
+    response = stub.ModelInfer(request, timeout=30)
+    (image,) = response.outputs
+    assert (response.id, response.model_name, image.name, image.datatype, list(image.shape)) == (
+        "req-1",
+        "xmcgan",
+        "image",
+        "BYTES",
+        [2, 2],
+    )
+    assert image.parameters["content_type"].string_param == "image/png" and "encoding" not in image.parameters
+    pngs = list(image.contents.bytes_contents)
+    assert all(png.startswith(b"\x89PNG") for png in pngs) and len(set(pngs)) == 4
+    assert {name: p.int64_param for name, p in response.parameters.items()} == {
+        "seed": 3,
+        "size": 16,
+        "images_per_prompt": 2,
+    }
+
+
+def test_grpc_errors_are_status_codes_with_the_rest_messages(grpc_edge, monkeypatch):
+    import grpc
+
+    stub, model = grpc_edge
+    invalid = grpc_error(stub.ModelInfer, grpc_v2([b"a"], parameters={"seed": -1}))
+    assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert invalid.details() == "parameters.seed: must be an integer in [0, 4294967295], got -1"
+    unknown = grpc_error(stub.ModelInfer, pb.ModelInferRequest(model_name="nope"))
+    assert (unknown.code(), unknown.details()) == (grpc.StatusCode.NOT_FOUND, "Model with name nope does not exist.")
+    for call, request in (
+        (stub.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name="xmcgan")),
+        (stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="xmcgan")),
+    ):
+        denied = grpc_error(call, request)
+        assert denied.code() == grpc.StatusCode.PERMISSION_DENIED and "repository API is disabled" in denied.details()
+    too_big = grpc_error(stub.ModelInfer, grpc_v2([b"x" * 5000]))
+    assert too_big.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    async def refuse(jobs):
+        raise QueueFull("64 images are queued; the limit is 64")
+
+    monkeypatch.setattr(model.batcher, "submit", refuse)
+    busy = grpc_error(stub.ModelInfer, grpc_v2([b"a"]))
+    assert busy.code() == grpc.StatusCode.UNAVAILABLE
+    assert busy.details() == "server busy: 64 images are queued; the limit is 64; retry after 1 s"
+    assert ("retry-after", "1") in tuple(busy.trailing_metadata())
+
+
+def test_grpc_server_errors_hide_their_details(grpc_edge, monkeypatch):
+    import grpc
+
+    stub, model = grpc_edge
+
+    def explode(jobs):
+        raise RuntimeError("secret path /var/lib/model exploded")
+
+    monkeypatch.setattr(model.batcher, "render", explode)
+    failed = grpc_error(stub.ModelInfer, grpc_v2([b"a red circle"]))
+    assert failed.code() == grpc.StatusCode.INTERNAL
+    assert failed.details().startswith("internal server error (reference ") and "secret" not in failed.details()
+
+
+def test_grpc_refuses_inference_before_the_model_is_ready(grpc_edge):
+    import grpc
+
+    stub, model = grpc_edge
+    model.ready = False  # as while loading: kserve's data plane would call load() again, in the event loop
+    try:
+        refused = grpc_error(stub.ModelInfer, grpc_v2([b"a"]))
+        assert (refused.code(), refused.details()) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "Model with name xmcgan is not ready.",
+        )
+        assert not stub.ModelReady(pb.ModelReadyRequest(name="xmcgan"), timeout=30).ready
+    finally:
+        model.ready = True
+
+
 # --- kserve's app with the gate, in process ---------------------------------------------------------
 
 
@@ -291,14 +583,19 @@ def app_and_model(tiny_model):
     from components.serve.predictor import XMCGANPredictor
     from components.serve.server import build_app
 
-    mkldnn = torch.backends.mkldnn.enabled  # the predictor turns oneDNN off process-wide; restore it
+    # the predictor turns oneDNN and NNPACK off process-wide; restore them
+    mkldnn, nnpack = torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()
     config = ServeConfig(model_uri=str(tiny_model), host="127.0.0.1", http_port=0, max_body_bytes=4096)
     model = XMCGANPredictor(config)
-    app, uvicorn_config = build_app(config, model)
-    assert (uvicorn_config.host, uvicorn_config.limit_concurrency) == ("127.0.0.1", config.max_connections)
-    yield app, model
+    servers = build_app(config, model)
+    assert (servers.uvicorn_config.host, servers.uvicorn_config.limit_concurrency) == (
+        "127.0.0.1",
+        config.max_connections,
+    )
+    yield servers.app, model
     model.stop()
     torch.backends.mkldnn.enabled = mkldnn
+    torch.backends.nnpack.set_flags(nnpack)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,9 @@ class ServeConfig:
     model_name: str = "xmcgan"
     host: str = "0.0.0.0"
     http_port: int = 8080
+    # the Open Inference Protocol's gRPC endpoint (V2), on the same host, beside HTTP
+    enable_grpc: bool = True
+    grpc_port: int = 8081
     device: str = "cpu"
     # request limits
     max_prompts: int = 8  # prompts in one request
@@ -37,6 +40,10 @@ class ServeConfig:
     max_batch_images: int = 8
     batch_wait_ms: float = 3.0
     max_queued_images: int = 64
+    # prompt embeddings kept for prompts seen before (least recently used dropped first): a hit skips
+    # the text encoder; bounded by both entries and memory (0 entries: no cache)
+    prompt_cache_entries: int = 1024
+    prompt_cache_mib: float = 64.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -44,13 +51,21 @@ class ServeConfig:
             problems.append("model_uri must not be empty")
         if not self.model_name or any(c in self.model_name for c in "/: "):
             problems.append(f"model_name must be non-empty without '/', ':' or spaces, got {self.model_name!r}")
-        if not 0 <= self.http_port <= 65535:
-            problems.append(f"http_port must be in [0, 65535], got {self.http_port}")
+        for name in ("http_port", "grpc_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                problems.append(f"{name} must be in [0, 65535], got {getattr(self, name)}")
+        if self.enable_grpc and self.grpc_port == self.http_port and self.http_port != 0:
+            problems.append(f"grpc_port and http_port must differ, both are {self.http_port}")
         positive = ("max_prompts", "max_images_per_prompt", "max_images_per_request", "max_prompt_chars")
         positive += ("max_body_bytes", "max_connections", "max_batch_images", "max_queued_images")
         problems += [
             f"{name} must be at least 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1
         ]
+        if self.prompt_cache_entries < 0 or self.prompt_cache_mib < 0:
+            problems.append(
+                f"prompt_cache_entries and prompt_cache_mib must not be negative, "
+                f"got {self.prompt_cache_entries} and {self.prompt_cache_mib}"
+            )
         if not 0 <= self.batch_wait_ms <= 1000:
             problems.append(f"batch_wait_ms must be in [0, 1000], got {self.batch_wait_ms}")
         if self.max_images_per_request > self.max_queued_images:

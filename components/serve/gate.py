@@ -13,16 +13,15 @@ shape: a full queue is 503 with Retry-After, a V2 body that fails kserve's schem
 from __future__ import annotations
 
 import re
-import uuid
 
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput
-from kserve.logging import logger
 
 from .batching import QueueFull
+from .errors import REPOSITORY_DISABLED, RETRY_AFTER_S, busy_message, internal_error_message
 from .protocol import check_v2_envelope, json_type
 
 V1_INFER = re.compile(r"^/v1/models/[^/]+:predict$")
@@ -30,7 +29,6 @@ V2_INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 # kserve's model repository extension lets any client unload the model: this server serves one
 # model, loaded at start, so the extension is closed
 REPOSITORY = re.compile(r"^/v2/repository(/|$)")
-RETRY_AFTER_S = 1
 
 
 class Rejected(Exception):
@@ -102,9 +100,7 @@ class RequestGate:
 
         try:
             if REPOSITORY.match(scope["path"]):
-                raise Rejected(
-                    403, "the model repository API is disabled: this server serves one model, loaded at start"
-                )
+                raise Rejected(403, REPOSITORY_DISABLED)
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 body = await read_body(scope, receive, self.max_body_bytes)
                 if V1_INFER.match(scope["path"]) or V2_INFER.match(scope["path"]):
@@ -119,11 +115,10 @@ class RequestGate:
             for message in json_message(rejection.status, {"error": rejection.message}):
                 await send(message)
         except Exception:
-            reference = uuid.uuid4().hex[:12]
-            logger.exception("unhandled error serving %s %s (reference %s)", scope["method"], scope["path"], reference)
+            error = internal_error_message(f"{scope['method']} {scope['path']}")
             if response_started:
                 raise
-            for message in json_message(500, {"error": f"internal server error (reference {reference})"}):
+            for message in json_message(500, {"error": error}):
                 await send(message)
 
 
@@ -140,7 +135,7 @@ def replay(body: bytes, receive):
 async def queue_full_handler(_, error: QueueFull) -> JSONResponse:
     return JSONResponse(
         status_code=503,
-        content={"error": f"server busy: {error}; retry after {RETRY_AFTER_S} s"},
+        content={"error": busy_message(error)},
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 

@@ -14,10 +14,14 @@ V2 / Open Inference Protocol (`POST /v2/models/NAME/infer`):
  -> {"id": "42", "model_name": "xmcgan", "model_version": "3", "parameters": {"seed": 7, "size": 32, ...},
      "outputs": [{"name": "image", "datatype": "BYTES", "shape": [2, 2], "data": ["<base64 PNG>", ...]}]}
 
+V2 over gRPC (`inference.GRPCInferenceService/ModelInfer`) carries the same tensors: prompts as
+BYTES elements (UTF-8, in `contents.bytes_contents` or `raw_input_contents`), the same parameters,
+and each image as the PNG file itself (no base64: gRPC BYTES are binary).
+
 Image j of prompt p is generated from (prompt p, seed, j): the same prompt and seed give the same
 images whatever else is in the request or the batch. Without a seed the server draws one and
-returns it, so any response can be reproduced. Errors raise `InvalidInput` (HTTP 400,
-{"error": "<field>: <what is wrong>"}).
+returns it, so any response can be reproduced. Errors raise `InvalidInput` (HTTP 400 or gRPC
+INVALID_ARGUMENT, with the same message: "<field>: <what is wrong>").
 """
 
 from __future__ import annotations
@@ -166,6 +170,37 @@ def parse_v1(body: object, limits: RequestLimits) -> GenerationRequest:
     return parse_options(body.get("parameters"), tuple(prompts), limits, "parameters")
 
 
+def grpc_parameters(parameters: Mapping) -> dict:
+    """gRPC InferParameters as plain values, like the JSON of REST."""
+    plain = {}
+    for name, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        if choice is None:
+            raise invalid(f"parameters.{name}", "holds no value; set bool_param, int64_param or string_param")
+        plain[name] = getattr(parameter, choice)
+    return plain
+
+
+def prompt_elements(prompt_input, *, from_grpc: bool) -> object:
+    """The prompt tensor's elements: JSON strings over REST; over gRPC UTF-8 bytes, from
+    `contents.bytes_contents` or, when that is empty, from `raw_input_contents`."""
+    data = prompt_input.data
+    if not from_grpc:
+        return data
+    if not data:
+        try:
+            data = prompt_input.as_numpy().reshape(-1).tolist()
+        except ValueError:
+            raise invalid("raw_input_contents[0]", "is not a BYTES tensor of the input's shape") from None
+    elements = []
+    for i, value in enumerate(data):
+        try:
+            elements.append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise invalid(f"inputs[0].data[{i}]", "a prompt must be UTF-8 text") from None
+    return elements
+
+
 def parse_v2(request: InferRequest, limits: RequestLimits) -> GenerationRequest:
     names = [infer_input.name for infer_input in request.inputs]
     for i, name in enumerate(names):
@@ -178,7 +213,7 @@ def parse_v2(request: InferRequest, limits: RequestLimits) -> GenerationRequest:
         raise invalid("inputs[0].datatype", f"must be BYTES, got {prompt_input.datatype!r}")
     if prompt_input.parameters:
         raise invalid("inputs[0].parameters", f"unknown parameters {sorted(prompt_input.parameters)}; none allowed")
-    data = prompt_input.data
+    data = prompt_elements(prompt_input, from_grpc=request.from_grpc)
     if not isinstance(data, list):
         raise invalid("inputs[0].data", "must be a flat array of prompt strings")
     check_prompt_count(len(data), "inputs[0].data", limits)
@@ -192,7 +227,8 @@ def parse_v2(request: InferRequest, limits: RequestLimits) -> GenerationRequest:
             raise invalid(f"outputs[{i}].name", f"unknown output {output.name!r}; the only output is {IMAGE_OUTPUT!r}")
         if output.parameters:
             raise invalid(f"outputs[{i}].parameters", "no output parameters are supported")
-    return parse_options(request.parameters, prompts, limits, "parameters")
+    parameters = grpc_parameters(request.parameters) if request.from_grpc else request.parameters
+    return parse_options(parameters, prompts, limits, "parameters")
 
 
 def check_v2_envelope(body: object) -> None:
@@ -224,15 +260,16 @@ def v1_response(request: GenerationRequest, pngs: Sequence[bytes], model: ModelI
 
 
 def v2_response(
-    request: GenerationRequest, pngs: Sequence[bytes], model: ModelIdentity, *, request_id: str | None
+    request: GenerationRequest, pngs: Sequence[bytes], model: ModelIdentity, *, request_id: str | None, binary: bool
 ) -> InferResponse:
-    """One BYTES output of shape (prompts, images_per_prompt), row-major, each a base64 PNG."""
+    """One BYTES output of shape (prompts, images_per_prompt), row-major: each a base64 PNG in JSON,
+    the PNG itself when `binary` (gRPC)."""
     image = InferOutput(
         name=IMAGE_OUTPUT,
         shape=[len(request.prompts), request.images_per_prompt],
         datatype="BYTES",
-        data=to_base64(pngs),
-        parameters={"content_type": "image/png", "encoding": "base64"},
+        data=list(pngs) if binary else to_base64(pngs),
+        parameters={"content_type": "image/png"} | ({} if binary else {"encoding": "base64"}),
     )
     return InferResponse(
         response_id=request_id or str(uuid.uuid4()),  # kserve requires an id; clients may send none

@@ -1,15 +1,18 @@
-"""Run the predictor in kserve's REST server: its app, routes, dataplane and error handlers.
+"""Run the predictor in kserve's REST server and gRPC server, in one event loop.
 
-kserve's `ModelServer.start` refuses to start before a model is ready and always binds 0.0.0.0.
-Here the server starts at once with the model registered but not ready (readiness answers 503),
-the model loads in a background thread, and the host is configurable (127.0.0.1 in tests). A
-model that fails to load stops the server with exit status 1, so Kubernetes restarts the pod and
-shows why in its log.
+kserve's `ModelServer.start` refuses to start before a model is ready and always binds 0.0.0.0
+(gRPC [::]). Here the servers start at once with the model registered but not ready (readiness
+answers 503, gRPC inference UNAVAILABLE), the model loads in a background thread, and the host is
+configurable (127.0.0.1 in tests). Both servers share the loop, so the micro-batcher gathers
+requests of both protocols into the same generator calls. A model that fails to load stops the
+server with exit status 1, so Kubernetes restarts the pod and shows why in its log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from dataclasses import dataclass
 
 import kserve
 import uvicorn
@@ -20,11 +23,21 @@ from kserve.protocol.rest.server import RESTServer
 
 from . import gate
 from .config import ServeConfig
+from .grpc_edge import build_grpc_server
 from .predictor import XMCGANPredictor
 
+GRPC_GRACE_S = 5
 
-def build_app(config: ServeConfig, model: XMCGANPredictor):
-    """kserve's FastAPI app serving `model`, with the request gate; returns (app, uvicorn config).
+
+@dataclass
+class Servers:
+    app: object  # kserve's FastAPI app, with the request gate
+    uvicorn_config: uvicorn.Config
+    model_server: kserve.ModelServer  # its data plane and repository extension serve both protocols
+
+
+def build_app(config: ServeConfig, model: XMCGANPredictor) -> Servers:
+    """kserve's FastAPI app serving `model`, with the request gate, and its uvicorn config.
 
     kserve's app is a module global: build it once per process.
     """
@@ -37,14 +50,27 @@ def build_app(config: ServeConfig, model: XMCGANPredictor):
     rest.config.host = config.host
     rest.config.limit_concurrency = config.max_connections
     rest.create_application()
-    return app, rest.config
+    return Servers(app, rest.config, model_server)
+
+
+async def run_servers(config: ServeConfig, servers: Servers, http: uvicorn.Server) -> None:
+    grpc_server = None
+    if config.enable_grpc:  # created in the loop it runs in: grpc.aio binds to the current loop
+        model_server = servers.model_server
+        grpc_server = build_grpc_server(config, model_server.dataplane, model_server.model_repository_extension)
+        await grpc_server.start()
+    try:
+        await http.serve()  # until SIGTERM / SIGINT, or should_exit
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(GRPC_GRACE_S)
 
 
 def serve(config: ServeConfig) -> int:
     """Serve until stopped; the exit status is 1 when the model could not be loaded."""
     model = XMCGANPredictor(config)
-    _, uvicorn_config = build_app(config, model)
-    server = uvicorn.Server(uvicorn_config)
+    servers = build_app(config, model)
+    http = uvicorn.Server(servers.uvicorn_config)
     load_failed = threading.Event()
 
     def load() -> None:
@@ -53,9 +79,11 @@ def serve(config: ServeConfig) -> int:
         except Exception:
             logger.exception("could not load the model from %s; stopping", config.model_uri)
             load_failed.set()
-            server.should_exit = True
+            http.should_exit = True
 
     threading.Thread(target=load, name="model-loader", daemon=True).start()
-    server.run()
+    # the loop uvicorn would pick (uvloop when installed), as uvicorn.Server.run does
+    with asyncio.Runner(loop_factory=servers.uvicorn_config.get_loop_factory()) as runner:
+        runner.run(run_servers(config, servers, http))
     model.stop()
     return 1 if load_failed.is_set() else 0
