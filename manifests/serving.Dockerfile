@@ -1,7 +1,7 @@
 # The KServe predictor image: the project installed from requirements.lock, run as a non-root user.
 #
 #   docker build -f manifests/serving.Dockerfile -t <registry>/xmcgan-serving:0.1.0 .
-#   docker run --rm -p 8080:8080 -v $PWD/model_dir:/models/xmcgan:ro <registry>/xmcgan-serving:0.1.0 \
+#   docker run --rm -p 8080:8080 -p 8081:8081 -v $PWD/model_dir:/models/xmcgan:ro <registry>/xmcgan-serving:0.1.0 \
 #       --model-uri /models/xmcgan
 #
 # The lock pins every package, so the image installs without resolving; it carries the torch
@@ -31,6 +31,6 @@ RUN pip install --no-deps --no-build-isolation . && pip check
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin serve
 USER 10001:10001
 
-EXPOSE 8080
+EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "components.serve"]
-CMD ["--model-uri", "models:/xmcgan@champion", "--http-port", "8080"]
+CMD ["--model-uri", "models:/xmcgan@champion", "--http-port", "8080", "--grpc-port", "8081"]

@@ -49,6 +49,8 @@ def test_inference_service_matches_the_kserve_sdk_model(isvc):
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
     assert isvc["kind"] == "InferenceService"
     assert roundtrip_problems(isvc) == []
+    # Knative (Serverless mode) allows one container port; REST and gRPC need the Standard mode
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
 
 
 def test_predictor_pod_spec_passes_the_strict_kubernetes_schema(isvc):
@@ -75,7 +77,12 @@ def test_container_args_are_a_valid_serve_config_and_match_the_probes(container)
     assert {container["readinessProbe"]["httpGet"]["port"], container["livenessProbe"]["httpGet"]["port"]} == {
         config.http_port
     }
-    assert [p["containerPort"] for p in container["ports"]] == [config.http_port]
+    # REST first (the Service's port 80, which the deploy step calls), then gRPC
+    assert config.enable_grpc
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("http1", config.http_port),
+        ("h2c", config.grpc_port),
+    ]
     env = {e["name"]: e for e in container["env"]}
     assert "configMapKeyRef" in env["MLFLOW_TRACKING_URI"]["valueFrom"]  # the tracking server is configuration
 
@@ -95,8 +102,10 @@ def test_dockerfile_installs_the_lock_and_serves_as_the_manifest_user(isvc, cont
     assert user.isdigit() and int(user) == isvc["spec"]["predictor"]["securityContext"]["runAsUser"]
     assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")  # installs run as root
     assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["python", "-m", "components.serve"]
-    parse_config(json.loads(dict(instructions)["CMD"]))  # the default command is a valid config
-    assert int(dict(instructions)["EXPOSE"]) == container["ports"][0]["containerPort"]
+    exposed = [int(port) for port in dict(instructions)["EXPOSE"].split()]
+    assert exposed == [p["containerPort"] for p in container["ports"]]
+    default = parse_config(json.loads(dict(instructions)["CMD"]))
+    assert [default.http_port, default.grpc_port] == exposed
 
 
 @pytest.mark.parametrize("name", ["example-request-v1.json", "example-request-v2.json"])

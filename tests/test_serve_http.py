@@ -1,6 +1,7 @@
 """The real server (`python -m components.serve`) on 127.0.0.1 serving the champion of a real
-sqlite MLflow registry, over HTTP: both protocols, seeds, batch invariance, every validation
-error, a failed load, and a bounded load test with no 5xx and stable memory."""
+sqlite MLflow registry, over HTTP and gRPC (a real gRPC client): both protocols, seeds, batch
+invariance across requests and protocols, every validation error, a failed load, and a bounded
+load test with no 5xx and stable memory."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import io
 import random
 import re
 
+import grpc
 import httpx
 import numpy as np
 import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.infer_type import InferInput, InferRequest
 from PIL import Image
 from serve_support import ServerProcess, write_model, write_tiny_text_encoder
 
@@ -80,6 +84,24 @@ def predict(http, *prompts, **parameters) -> dict:
     response = http.post(PREDICT, json=v1(*prompts, **parameters))
     assert response.status_code == 200, response.text
     return response.json()
+
+
+@pytest.fixture(scope="module")
+def grpc_stub(server):
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        yield grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def grpc_request(*prompts, **parameters):
+    """The V2 gRPC request, as kserve's own clients build it."""
+    tensor = InferInput(name="prompt", shape=[len(prompts)], datatype="BYTES", data=list(prompts))
+    return InferRequest(model_name="xmcgan", infer_inputs=[tensor], parameters=parameters or None).to_grpc()
+
+
+def grpc_images(response) -> list[np.ndarray]:
+    return [
+        np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for png in response.outputs[0].contents.bytes_contents
+    ]
 
 
 def batch_counts(http) -> tuple[float, float]:
@@ -162,6 +184,58 @@ def test_images_do_not_depend_on_what_shares_their_batch(http):
     assert calls_after - calls_before < 8  # requests really shared generator calls
 
 
+def test_grpc_gives_the_rest_images_and_identity(http, grpc_stub):
+    rest = predict(http, "a red circle", "a blue square", images_per_prompt=2, seed=11)
+    response = grpc_stub.ModelInfer(grpc_request("a red circle", "a blue square", images_per_prompt=2, seed=11))
+    (image,) = response.outputs
+    assert (response.model_name, response.model_version, list(image.shape)) == ("xmcgan", "1", [2, 2])
+    pngs = list(image.contents.bytes_contents)
+    assert [base64.b64encode(png).decode() for png in pngs] == [b64 for p in rest["predictions"] for b64 in p["images"]]
+    assert response.parameters["seed"].int64_param == 11
+
+
+def test_rest_and_grpc_requests_share_generator_calls_and_keep_their_images(http, grpc_stub, server):
+    alone = predict(http, "a red circle", seed=21)["predictions"][0]["images"][0]
+
+    async def concurrent():
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=60.0) as client,
+            grpc.aio.insecure_channel(server.grpc_target) as channel,
+        ):
+            stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+            rest = [client.post(PREDICT, json=v1(f"rest prompt {i}", seed=i)) for i in range(4)]
+            rpc = [stub.ModelInfer(grpc_request(f"grpc prompt {i}", seed=i)) for i in range(3)]
+            rpc.append(stub.ModelInfer(grpc_request("a red circle", seed=21)))
+            return await asyncio.gather(*rest), await asyncio.gather(*rpc)
+
+    calls_before, images_before = batch_counts(http)
+    rest, rpc = asyncio.run(concurrent())
+    calls_after, images_after = batch_counts(http)
+    assert all(r.status_code == 200 for r in rest)
+    assert base64.b64encode(rpc[-1].outputs[0].contents.bytes_contents[0]).decode() == alone
+    assert images_after - images_before == 8 and calls_after - calls_before < 8
+
+
+@pytest.mark.parametrize(
+    ("prompts", "parameters", "error"),
+    [
+        (["ok", "\n\t"], {}, "inputs[0].data[1]: a prompt must not be empty or whitespace"),
+        (["x" * 1001], {}, "inputs[0].data[0]: the prompt is 1001 characters long; the limit is 1000"),
+        (["a"] * 9, {}, "inputs[0].data: 9 prompts; the limit is 8 per request"),
+        (["a"], {"images_per_prompt": 5}, "parameters.images_per_prompt: must be an integer in [1, 4], got 5"),
+        (["a"], {"seed": "42"}, "parameters.seed: must be an integer in [0, 4294967295], got string"),
+        (["a"], {"size": 64}, "parameters.size: must be one of [32, 16], got 64"),
+        (["a"], {"guidance": 7}, "parameters.guidance: unknown field; allowed: images_per_prompt, seed, size"),
+    ],
+)
+def test_grpc_validation_errors_are_invalid_argument_with_the_rest_message(http, grpc_stub, prompts, parameters, error):
+    rest = http.post(INFER, json=v2(*prompts, **parameters))
+    assert rest.status_code == 400 and rest.json()["error"] == error
+    with pytest.raises(grpc.RpcError) as caught:
+        grpc_stub.ModelInfer(grpc_request(*prompts, **parameters), timeout=60)
+    assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, error)
+
+
 TOO_LONG = "x" * 1001
 
 
@@ -234,23 +308,33 @@ def test_a_chunked_body_is_cut_off_at_the_limit(http):
 
 
 def test_bounded_load_no_server_errors_and_stable_memory(server, http):
-    """200 mixed V1/V2 requests at concurrency 8, after 40 to warm up: all 200 OK, memory flat."""
+    """200 mixed V1 / V2 REST / V2 gRPC requests at concurrency 8, after 40 to warm up: all OK, memory flat."""
     rng = random.Random(0)
 
-    def body(i: int) -> tuple[str, dict]:
+    def request(i: int) -> tuple[list[str], dict]:
         prompts = [f"a {rng.choice(['red', 'blue', 'green'])} {rng.choice(['circle', 'square'])} {i}"] * rng.randint(
             1, 2
         )
-        options = {"images_per_prompt": rng.randint(1, 2), "seed": i}
-        return (PREDICT, v1(*prompts, **options)) if i % 2 else (INFER, v2(*prompts, **options))
+        return prompts, {"images_per_prompt": rng.randint(1, 2), "seed": i}
 
     async def run(count: int, concurrency: int = 8) -> list[int]:
         slots = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=120.0) as client,
+            grpc.aio.insecure_channel(server.grpc_target) as channel,
+        ):
+            stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
 
             async def one(i):
+                prompts, options = request(i)
                 async with slots:
-                    path, json = body(i)
+                    if i % 3 == 2:  # gRPC: 200 for OK, else the code's name
+                        try:
+                            await stub.ModelInfer(grpc_request(*prompts, **options), timeout=120)
+                            return 200
+                        except grpc.RpcError as error:
+                            return error.code().name
+                    path, json = (PREDICT, v1(*prompts, **options)) if i % 3 else (INFER, v2(*prompts, **options))
                     return (await client.post(path, json=json)).status_code
 
             return await asyncio.gather(*(one(i) for i in range(count)))

@@ -86,6 +86,8 @@ def deploy_local(
             "127.0.0.1",
             "--http-port",
             str(port),
+            "--enable-grpc",  # the proof uses REST; a fixed gRPC port could clash with another local server
+            "false",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
