@@ -1,33 +1,44 @@
-"""Serving latency and throughput: the KServe server over HTTP against the bare generator forward.
+"""Serving latency and throughput on V1 REST, V2 REST and V2 gRPC against the bare forward, cache hit and miss.
 
 The model is the CPU preset (cpu-64, random weights unless --model-uri names a trained one) with
-the real MiniLM text encoder. The baseline, measured in the same run and the same process math
-as the server (strict MKL, no oneDNN convolutions: see components/serve/predictor.py), is the
-bare forward for the same batch: encode the prompts, run the generator, convert to uint8.
-The server runs as `python -m components.serve` on 127.0.0.1; clients send one prompt, one image
-per request (V1), from 1 and from 8 concurrent closed-loop clients; a second server with
-batching off (--max-batch-images 1) shows what batching buys. Measurements alternate between
-the sides over --rounds rounds, medians reported. Printed: p50/p95 latency and images/s of each,
-and the ratios:
+the real MiniLM text encoder. The servers run as `python -m components.serve` on 127.0.0.1: one
+as configured by default, one with batching off (--max-batch-images 1). Clients are closed-loop
+threads with a keep-alive connection each (http.client, a gRPC channel each), one image per
+request, at 1, 8 and 32 clients. A cache miss is a prompt never sent before; a hit is one of 8
+prompts sent just before the run. The baseline, measured in the same run and process math as the
+server (rendering.batch_invariant_math, strict MKL), is the bare forward of the same work:
 
-    overhead at 1 client    = server p50 latency / bare batch-1 p50 latency - 1   (target < 0.20)
-    batching gain at 8      = server images/s at 8 clients / at 1 client          (target > 1)
-                              and / the unbatched server at 8 clients
-    efficiency at 8         = server images/s at 8 clients / bare batch-8 images/s
+    bare miss   text encoding + generator + uint8 + PNG          (what a cache-miss request does)
+    bare hit    generator + uint8 + PNG, embeddings precomputed  (what a cache-hit request does)
 
-    python benchmarks/bench_serve.py [--requests 40] [--rounds 3] [--threads N] [--model-uri DIR]
+at batch 1 (latency) and batch 8, the server's largest batch (throughput). The sides alternate
+over --rounds rounds; medians over rounds are printed, with
+
+    at 1 client:       server p50 / bare batch-1 p50 - 1            (target: at most +20 %)
+    at 8, 32 clients:  server images/s / bare batch-8 images/s
+    batching:          images/s at 8 clients / at 1 client, and / the unbatched server at 8
+
+and a breakdown of one request at 1 client from the server's own stage timings on /metrics
+(queue, text, generate, png) against the client's round trip, beside the round trip of a
+liveness call (the transport's floor).
+
+    python benchmarks/bench_serve.py [--requests 48] [--rounds 3] [--threads N] [--model-uri DIR] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # the server's math mode, set before MKL first runs so the baseline computes what the server does
@@ -36,26 +47,34 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import httpx
+import grpc
 import numpy as np
 import torch
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.infer_type import InferInput, InferRequest
 
 from components.serve.loading import resolve_model_source
+from components.serve.rendering import batch_invariant_math, encode_png
 from model.config import preset
 from model.generator import Generator
 from model.sampling import TextToImage, image_noise, to_uint8
 from model.text_encoder import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
-PREDICT = "/v1/models/xmcgan:predict"
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 SHAPES = ("circle", "square", "triangle", "star", "hexagon")
+PROTOCOLS = ("V1 REST", "V2 REST", "V2 gRPC")
+CLIENTS = (1, 8, 32)
+BATCH = 8  # the server's default max_batch_images: the bare throughput baseline
+HOT = [f"a {COLOURS[i % 6]} {SHAPES[i % 5]} above a {COLOURS[(i + 2) % 6]} square" for i in range(8)]
+STAGES = ("queue", "text", "generate", "png")
+TIMEOUT_S = 120  # per request: a stuck server fails the run instead of hanging it
 
 
-def prompt(i: int) -> str:
-    return (
-        f"a {COLOURS[i % 6]} {SHAPES[i // 6 % 5]} on the {('left', 'right')[i % 2]} of a {COLOURS[(i + 3) % 6]} square"
-    )
+def prompt(tag: str, i: int) -> str:
+    """A prompt never sent before in this run (a cache miss)."""
+    return f"a {COLOURS[i % 6]} {SHAPES[i // 6 % 5]} on the {('left', 'right')[i % 2]} of a square, take {tag}-{i}"
 
 
 def write_cpu_model(directory: Path) -> Path:
@@ -71,25 +90,53 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(seconds, 50) * 1000), float(np.percentile(seconds, 95) * 1000)
 
 
-def bare_forward(pipeline: TextToImage, batch: int, iterations: int) -> dict:
-    """Latency of encode + generate + uint8 for `batch` prompts, and images/s."""
-    prompts = [prompt(i) for i in range(batch)]
-    z = torch.stack([image_noise(seed=i, index=0, z_dim=pipeline.generator.config.z_dim) for i in range(batch)])
-    times = []
-    with torch.no_grad():
-        for _ in range(iterations):
+# --- the bare forward -------------------------------------------------------------------------------
+
+
+class Bare:
+    def __init__(self, pipeline: TextToImage):
+        self.pipeline = pipeline
+        self.z_dim = pipeline.generator.config.z_dim
+        self.size = pipeline.image_size
+        self.hot = pipeline.text_encoder(HOT[:BATCH])
+
+    @torch.no_grad()
+    def once(self, prompts: list[str] | None, seeds: range) -> None:
+        """One forward: encode `prompts` (None: the precomputed hot embeddings), generate, uint8, PNGs."""
+        text = self.pipeline.text_encoder(prompts) if prompts else self.hot[: len(seeds)]
+        z = torch.stack([image_noise(seed=s, index=0, z_dim=self.z_dim) for s in seeds])
+        for pixels in to_uint8(self.pipeline.generate(text, z)):
+            encode_png(pixels, self.size)
+
+    def run(self, *, batch: int, miss: bool, iterations: int, tag: str, worker: ThreadPoolExecutor | None = None):
+        times = []
+        for i in range(iterations):
+            prompts = [prompt(f"bare{tag}", i * batch + j) for j in range(batch)] if miss else None
             start = time.perf_counter()
-            to_uint8(pipeline.generate(pipeline.text_encoder(prompts), z))
+            if worker is None:
+                self.once(prompts, range(i * batch, (i + 1) * batch))
+            else:
+                worker.submit(self.once, prompts, range(i * batch, (i + 1) * batch)).result()
             times.append(time.perf_counter() - start)
-    return {"latencies": times, "images_per_s": batch * iterations / sum(times)}
+        return {"latencies": times, "images_per_s": batch * iterations / sum(times)}
+
+
+# --- the servers and their clients ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class Server:
     def __init__(self, model_uri: str, *, threads: int, extra: tuple[str, ...] = ()):
-        sock_port = _free_port()
-        self.url = f"http://127.0.0.1:{sock_port}"
+        self.http_port, self.grpc_port = free_port(), free_port()
         command = [sys.executable, "-m", "components.serve", "--model-uri", model_uri, "--host", "127.0.0.1"]
-        command += ["--http-port", str(sock_port), *extra]
+        command += ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), *extra]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -99,13 +146,32 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
-                if httpx.get(self.url + "/v2/models/xmcgan/ready", timeout=2).status_code == 200:
+                if self.get("/v2/models/xmcgan/ready")[0] == 200:
                     return
-            except httpx.TransportError:
+            except OSError:
                 pass
             time.sleep(0.2)
         self.stop()
         raise TimeoutError("server not ready after 300 s")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=TIMEOUT_S)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stages(self) -> dict[str, tuple[float, float]]:
+        """(seconds, count) per stage from the server's histograms."""
+        text = self.get("/metrics")[1].decode()
+        found = {}
+        for stage in STAGES:
+            sums = re.search(rf'^xmcgan_serve_stage_seconds_sum{{stage="{stage}"}} (\S+)$', text, re.M)
+            counts = re.search(rf'^xmcgan_serve_stage_seconds_count{{stage="{stage}"}} (\S+)$', text, re.M)
+            found[stage] = (float(sums.group(1)), float(counts.group(1))) if sums and counts else (0.0, 0.0)
+        return found
 
     def stop(self) -> None:
         self.process.terminate()
@@ -115,34 +181,119 @@ class Server:
             self.process.kill()
 
 
-def _free_port() -> int:
-    import socket
+class RestClient:
+    def __init__(self, server: Server, protocol: str):
+        self.connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=TIMEOUT_S)
+        self.path = "/v1/models/xmcgan:predict" if protocol == "V1 REST" else "/v2/models/xmcgan/infer"
+        self.v1 = protocol == "V1 REST"
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    def infer(self, text: str, seed: int) -> None:
+        if self.v1:
+            body = {"instances": [{"prompt": text}], "parameters": {"seed": seed}}
+        else:
+            inputs = [{"name": "prompt", "datatype": "BYTES", "shape": [1], "data": [text]}]
+            body = {"inputs": inputs, "parameters": {"seed": seed}}
+        self.connection.request("POST", self.path, json.dumps(body), {"content-type": "application/json"})
+        response = self.connection.getresponse()
+        content = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {content[:200]!r}")
+
+    def live(self) -> None:
+        self.connection.request("GET", "/v2/health/live")
+        self.connection.getresponse().read()
+
+    def close(self) -> None:
+        self.connection.close()
 
 
-async def load(url: str, *, clients: int, requests: int, offset: int) -> dict:
+class GrpcClient:
+    def __init__(self, server: Server, protocol: str):
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        self.stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+
+    def infer(self, text: str, seed: int) -> None:
+        tensor = InferInput(name="prompt", shape=[1], datatype="BYTES", data=[text])
+        request = InferRequest(model_name="xmcgan", infer_inputs=[tensor], parameters={"seed": seed}).to_grpc()
+        self.stub.ModelInfer(request, timeout=TIMEOUT_S)
+
+    def live(self) -> None:
+        self.stub.ServerLive(pb.ServerLiveRequest(), timeout=TIMEOUT_S)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def client_for(server: Server, protocol: str):
+    return GrpcClient(server, protocol) if protocol == "V2 gRPC" else RestClient(server, protocol)
+
+
+def warm_hot_prompts(server: Server, protocol: str) -> None:
+    """Send every hot prompt, so each is held (misses since may have pushed some out)."""
+    client = client_for(server, protocol)
+    for i, text in enumerate(HOT):
+        client.infer(text, i)
+    client.close()
+
+
+def load(server: Server, protocol: str, *, clients: int, requests: int, miss: bool, tag: str, warm=True) -> dict:
     """`requests` one-image requests from `clients` closed-loop clients: latencies and images/s."""
+    per_client = max(2, -(-requests // clients))
+    if warm and not miss:
+        warm_hot_prompts(server, protocol)
     latencies: list[float] = []
-    counter = iter(range(requests))
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        for i in counter:
-            body = {"instances": [{"prompt": prompt(offset + i)}], "parameters": {"seed": offset + i}}
+    def client_loop(c: int) -> None:
+        client = client_for(server, protocol)
+        client.live()  # connect before the clock starts
+        ready.wait()
+        mine = []
+        for i in range(per_client):
+            n = c * per_client + i
+            text = prompt(f"{tag}-{clients}", n) if miss else HOT[n % len(HOT)]
             start = time.perf_counter()
-            response = await client.post(PREDICT, json=body)
-            latencies.append(time.perf_counter() - start)
-            if response.status_code != 200:
-                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            client.infer(text, n)
+            mine.append(time.perf_counter() - start)
+        client.close()
+        with lock:
+            latencies.extend(mine)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client_loop, c) for c in range(clients)]
+        ready.wait()
         start = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        for future in futures:
+            future.result()
         elapsed = time.perf_counter() - start
-    return {"latencies": latencies, "images_per_s": requests / elapsed}
+    return {"latencies": latencies, "images_per_s": len(latencies) / elapsed}
+
+
+def floor(server: Server, protocol: str, count: int = 50) -> float:
+    """p50 ms of a liveness round trip: the transport and client, no model."""
+    client = client_for(server, protocol)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        client.live()
+        times.append(time.perf_counter() - start)
+    client.close()
+    return percentiles(times[5:])[0]
+
+
+def breakdown(server: Server, protocol: str, *, miss: bool, requests: int, tag: str) -> dict:
+    """Mean ms per request at 1 client (one request per batch): the server's stages and the round trip."""
+    if not miss:
+        warm_hot_prompts(server, protocol)
+    before = server.stages()
+    run = load(server, protocol, clients=1, requests=requests, miss=miss, tag=tag, warm=False)
+    after = server.stages()
+    parts = {s: (after[s][0] - before[s][0]) / (after[s][1] - before[s][1]) * 1000 for s in STAGES}
+    return {**parts, "round trip": statistics.mean(run["latencies"]) * 1000}
+
+
+# --- the run ----------------------------------------------------------------------------------------------
 
 
 def summary(runs: list[dict]) -> dict:
@@ -155,73 +306,134 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
+def measure(args, pipeline: TextToImage, model_uri: str) -> tuple[dict, dict]:
+    bare = Bare(pipeline)
+    worker = ThreadPoolExecutor(1, thread_name_prefix="bare-worker")
+    results: dict[str, list[dict]] = {}
+    parts: dict[str, list[dict]] = {}
+
+    def record(name: str, run: dict) -> None:
+        results.setdefault(name, []).append(run)
+
+    servers = {
+        "batched": Server(model_uri, threads=args.threads),
+        "unbatched": Server(model_uri, threads=args.threads, extra=("--max-batch-images", "1")),
+    }
+    try:
+        bare.run(batch=BATCH, miss=True, iterations=3, tag="warm")
+        for name, server in servers.items():  # first requests of each server and protocol
+            for protocol in PROTOCOLS:
+                load(server, protocol, clients=8, requests=16, miss=True, tag=f"warm-{name}-{protocol}")
+        for r in range(args.rounds):
+            iterations = max(8, args.requests // 2)
+            for miss, kind in ((True, "miss"), (False, "hit")):
+                record(f"bare {kind} 1", bare.run(batch=1, miss=miss, iterations=iterations, tag=f"{r}"))
+                record(f"bare {kind} {BATCH}", bare.run(batch=BATCH, miss=miss, iterations=iterations // 4, tag=f"{r}"))
+            record(
+                "bare miss 1 worker", bare.run(batch=1, miss=True, iterations=iterations, tag=f"w{r}", worker=worker)
+            )
+            server = servers["batched"]
+            for protocol in PROTOCOLS:
+                for miss, kind in ((True, "miss"), (False, "hit")):
+                    for clients in CLIENTS:
+                        count = args.requests * (1 if clients == 1 else 2)
+                        tag = f"{r}-{protocol}-{kind}"
+                        record(
+                            f"{protocol} {kind} {clients}",
+                            load(server, protocol, clients=clients, requests=count, miss=miss, tag=tag),
+                        )
+                    if protocol == "V1 REST":
+                        parts.setdefault(kind, []).append(
+                            breakdown(server, protocol, miss=miss, requests=args.requests // 2, tag=f"b{r}")
+                        )
+            record(
+                "unbatched miss 8",
+                load(servers["unbatched"], "V1 REST", clients=8, requests=2 * args.requests, miss=True, tag=f"u{r}"),
+            )
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        floors = {protocol: floor(servers["batched"], protocol) for protocol in ("V1 REST", "V2 gRPC")}
+    finally:
+        for server in servers.values():
+            server.stop()
+        worker.shutdown()
+    table = {name: summary(runs) for name, runs in results.items()}
+    mean_parts = {kind: {k: statistics.median(p[k] for p in runs) for k in runs[0]} for kind, runs in parts.items()}
+    return table, {"breakdown": mean_parts, "floors_ms": floors}
+
+
+def report(table: dict, extra: dict) -> None:
+    print(f"{'':34s} {'p50 ms':>8s} {'p95 ms':>8s} {'images/s':>9s}   vs bare")
+    for kind in ("miss", "hit"):
+        for name in (f"bare {kind} 1", f"bare {kind} {BATCH}"):
+            row = table[name]
+            print(f"{name + ' (batch)':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
+    row = table["bare miss 1 worker"]
+    print(
+        f"{'bare miss 1 from a worker thread':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}"
+    )
+    for kind in ("miss", "hit"):
+        for protocol in PROTOCOLS:
+            for clients in CLIENTS:
+                row = table[f"{protocol} {kind} {clients}"]
+                if clients == 1:
+                    ratio = f"{row['p50_ms'] / table[f'bare {kind} 1']['p50_ms'] - 1:+.1%} p50"
+                else:
+                    ratio = f"{row['images_per_s'] / table[f'bare {kind} {BATCH}']['images_per_s']:.2f}x images/s"
+                label = f"{protocol} {kind}, {clients} client{'s' if clients > 1 else ''}"
+                print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}   {ratio}")
+    row = table["unbatched miss 8"]
+    print(f"{'V1 REST miss, 8, batching off':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
+    print("targets at 1 client: a miss within +20 % of the bare miss, a hit within +20 % of the bare hit")
+    one, eight = table["V1 REST miss 1"]["images_per_s"], table["V1 REST miss 8"]["images_per_s"]
+    unbatched = table["unbatched miss 8"]["images_per_s"]
+    print(
+        f"batching at 8 clients (V1 REST, miss): {eight / one:.2f}x one client, {eight / unbatched:.2f}x batching off"
+    )
+    print(
+        "bare miss batch 1 from a worker thread vs the main thread: "
+        f"{table['bare miss 1 worker']['p50_ms'] / table['bare miss 1']['p50_ms'] - 1:+.1%} p50"
+    )
+    floors = extra["floors_ms"]
+    print(
+        f"transport floor (liveness round trip p50): REST {floors['V1 REST']:.2f} ms, gRPC {floors['V2 gRPC']:.2f} ms"
+    )
+    for kind, parts in extra["breakdown"].items():
+        inside = sum(parts[s] for s in STAGES)
+        stages = ", ".join(f"{s} {parts[s]:.2f}" for s in STAGES)
+        print(
+            f"one V1 REST request at 1 client, cache {kind} (mean ms): round trip {parts['round trip']:.2f} = "
+            f"{stages}, HTTP + kserve + hand-offs {parts['round trip'] - inside:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=40, help="requests per client setting and round")
+    parser.add_argument(
+        "--requests", type=int, default=48, help="requests per setting and round at 1 client (2x beyond)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads of both sides")
     parser.add_argument("--model-uri", help="model folder or models:/ URI (default: a random cpu-64 model)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.backends.mkldnn.enabled = False  # as the server sets it (batch_invariant_renderer)
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         model_uri = args.model_uri or str(write_cpu_model(Path(tmp) / "model"))
         pipeline = TextToImage.from_pretrained(resolve_model_source(model_uri).path)
-        bare_forward(pipeline, 8, 3)  # warm up
-        print(
-            f"model {model_uri}: {pipeline.image_size}x{pipeline.image_size}, threads {args.threads}", file=sys.stderr
-        )
+        batch_invariant_math(pipeline)  # the server's arithmetic (rendering.py)
+        print(f"model {model_uri}: {pipeline.image_size}px, threads {args.threads}", file=sys.stderr)
+        table, extra = measure(args, pipeline, model_uri)
 
-        servers = {
-            "batched": Server(model_uri, threads=args.threads),
-            "unbatched": Server(model_uri, threads=args.threads, extra=("--max-batch-images", "1")),
-        }
-        results: dict[str, list[dict]] = {k: [] for k in ("bare 1", "bare 8", "server 1", "server 8", "unbatched 8")}
-        try:
-            for name, server in servers.items():  # warm up each server's first requests
-                asyncio.run(load(server.url, clients=8, requests=16, offset=10_000 + 100 * len(name)))
-            for round_ in range(args.rounds):
-                offset = 1000 * round_
-                results["bare 1"].append(bare_forward(pipeline, 1, args.requests))
-                results["server 1"].append(
-                    asyncio.run(load(servers["batched"].url, clients=1, requests=args.requests, offset=offset))
-                )
-                results["bare 8"].append(bare_forward(pipeline, 8, max(2, args.requests // 8)))
-                results["server 8"].append(
-                    asyncio.run(load(servers["batched"].url, clients=8, requests=2 * args.requests, offset=offset))
-                )
-                results["unbatched 8"].append(
-                    asyncio.run(load(servers["unbatched"].url, clients=8, requests=2 * args.requests, offset=offset))
-                )
-                print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
-        finally:
-            for server in servers.values():
-                server.stop()
-
-    table = {name: summary(runs) for name, runs in results.items()}
-    print(f"{'':28s} {'p50 ms':>9s} {'p95 ms':>9s} {'images/s':>9s}")
-    labels = {
-        "bare 1": "bare forward, batch 1",
-        "server 1": "server, 1 client",
-        "bare 8": "bare forward, batch 8",
-        "server 8": "server, 8 clients",
-        "unbatched 8": "server unbatched, 8 clients",
-    }
-    for name, label in labels.items():
-        row = table[name]
-        print(f"{label:28s} {row['p50_ms']:9.1f} {row['p95_ms']:9.1f} {row['images_per_s']:9.1f}")
-    overhead = table["server 1"]["p50_ms"] / table["bare 1"]["p50_ms"] - 1
-    print(f"server overhead at 1 client (p50 latency vs bare batch 1): {overhead:+.1%}  (target < +20%)")
+    load_after = os.getloadavg()
     print(
-        "batching gain at 8 clients: "
-        f"{table['server 8']['images_per_s'] / table['server 1']['images_per_s']:.2f}x images/s vs 1 client, "
-        f"{table['server 8']['images_per_s'] / table['unbatched 8']['images_per_s']:.2f}x vs unbatched  (target > 1)"
+        f"load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {os.cpu_count()} CPUs"
     )
-    print(
-        "server at 8 clients vs bare batch-8 forward: "
-        f"{table['server 8']['images_per_s'] / table['bare 8']['images_per_s']:.2f}x images/s"
-    )
+    report(table, extra)
+    if args.json:
+        args.json.write_text(json.dumps({"table": table, **extra, "load": [load_before, load_after]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -392,16 +392,7 @@ def test_registry_source_resolves_alias_to_a_pinned_version(tiny_model, tmp_path
 
 
 @pytest.fixture(scope="module")
-def serving_math_restored():
-    """Serving switches oneDNN and NNPACK off process-wide; the other tests get theirs back."""
-    mkldnn, nnpack = torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()
-    yield
-    torch.backends.mkldnn.enabled = mkldnn
-    torch.backends.nnpack.set_flags(nnpack)
-
-
-@pytest.fixture(scope="module")
-def pipeline(tiny_model, serving_math_restored):
+def pipeline(tiny_model):
     from components.serve.rendering import batch_invariant_math
     from model.sampling import TextToImage
 
@@ -428,6 +419,19 @@ def test_row_padded_linear_keeps_the_layer_and_gives_rows_the_bits_of_a_full_bat
     assert torch.equal(layer(words), torch.nn.functional.linear(words, layer.weight, layer.bias))
 
 
+def test_per_sample_conv_keeps_the_layer_and_gives_each_sample_its_batch_1_bits():
+    from components.serve.rendering import PerSampleConv2d
+
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(6, 4, 3, padding=1)
+    x = torch.randn(5, 6, 8, 8).contiguous(memory_format=torch.channels_last)
+    reference = layer(x)
+    layer.__class__ = PerSampleConv2d
+    out = layer(x)
+    torch.testing.assert_close(out, reference)  # the same convolution, up to the algorithm's rounding
+    assert all(torch.equal(out[i], layer(x[i : i + 1])[0]) for i in range(5))
+
+
 def test_images_are_the_same_bytes_alone_batched_and_from_the_cache(pipeline):
     from components.serve.rendering import Invariance, Renderer, check_batch_invariance
 
@@ -448,7 +452,7 @@ def test_images_are_the_same_bytes_alone_batched_and_from_the_cache(pipeline):
 
 
 @pytest.fixture(scope="module")
-def grpc_edge(tiny_model, serving_math_restored):
+def grpc_edge(tiny_model):
     """The gRPC edge on 127.0.0.1 serving a loaded predictor of its own, from a loop in a thread."""
     import grpc
     import kserve
@@ -578,13 +582,9 @@ def test_grpc_refuses_inference_before_the_model_is_ready(grpc_edge):
 @pytest.fixture(scope="module")
 def app_and_model(tiny_model):
     """kserve's (module-global) app serving the tiny model, not yet loaded."""
-    import torch
-
     from components.serve.predictor import XMCGANPredictor
     from components.serve.server import build_app
 
-    # the predictor turns oneDNN and NNPACK off process-wide; restore them
-    mkldnn, nnpack = torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()
     config = ServeConfig(model_uri=str(tiny_model), host="127.0.0.1", http_port=0, max_body_bytes=4096)
     model = XMCGANPredictor(config)
     servers = build_app(config, model)
@@ -594,8 +594,6 @@ def app_and_model(tiny_model):
     )
     yield servers.app, model
     model.stop()
-    torch.backends.mkldnn.enabled = mkldnn
-    torch.backends.nnpack.set_flags(nnpack)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     # MKL's strict reproducible mode, read when MKL first runs: with it a batched image equals the
-    # same image made alone (the predictor checks this at load; see batch_invariant_renderer)
+    # same image made alone (the predictor checks this at load; see rendering.batch_invariant_math)
     os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     del sys.argv[1:]  # kserve parses sys.argv when imported; these options are ours, not its
     from .server import serve

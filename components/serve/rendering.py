@@ -8,12 +8,14 @@ the `xmcgan_serve_stage_seconds` histogram, so /metrics shows where a request's 
 
 Batching is only safe if an image does not depend on what shares its batch. Kernels that pick
 their algorithm by batch size break that in the last bit, enough to flip a pixel's rounding.
-`batch_invariant_math` removes the causes seen on CPU: oneDNN and NNPACK convolutions (torch then
-convolves each sample on its own), and MKL's gemm kernels for fewer than 4 rows, which differ
-from its kernels for more even in MKL's strict reproducible mode (MKL_CBWR, set in __main__
-before MKL loads): the generator's linear layers on per-image vectors get their input padded to
-`MIN_GEMM_ROWS` rows. `check_batch_invariance` then proves it on the loaded model; whatever fails
-the check (the text encoder, the generator) runs one prompt or one image at a time.
+`batch_invariant_math` removes the two causes seen on CPU, in the generator's own layers: oneDNN
+picks its convolution algorithm by batch size, so each sample is convolved on its own (the
+batch-1 kernel: 1.0-1.1x the time per image of a batched oneDNN convolution here, where torch's
+non-oneDNN convolution, invariant but 1.4-1.9x slower, grows slower per image with the batch);
+MKL's gemm gives a row other bits with 1-3 rows than with more, even in its strict reproducible
+mode (MKL_CBWR, set in __main__ before MKL loads), so linear layers on per-image vectors get their
+input padded to `MIN_GEMM_ROWS` rows. `check_batch_invariance` then proves it on the loaded model;
+whatever fails the check (the text encoder, the generator) runs one prompt or one image at a time.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ PROBE_PROMPTS = (
 )
 
 
+class PerSampleConv2d(nn.Conv2d):
+    """nn.Conv2d applied to one sample at a time: every sample gets the batch-1 algorithm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1:
+            return super().forward(x)
+        return torch.cat([super(PerSampleConv2d, self).forward(sample) for sample in x.split(1)])
+
+
 class RowPaddedLinear(nn.Linear):
     """nn.Linear whose 2-d input is zero-padded to MIN_GEMM_ROWS rows, so a row's arithmetic
     does not depend on how many rows share the call. Same parameters, same state dict."""
@@ -59,13 +70,14 @@ class RowPaddedLinear(nn.Linear):
         return F.linear(padded, self.weight, self.bias)[:rows]
 
 
+BATCH_INVARIANT = {nn.Linear: RowPaddedLinear, nn.Conv2d: PerSampleConv2d}
+
+
 def batch_invariant_math(pipeline: TextToImage) -> None:
-    """Switch the process and the generator to arithmetic that is the same per image in any batch."""
-    torch.backends.mkldnn.enabled = False  # process-wide, as is NNPACK's flag
-    torch.backends.nnpack.set_flags(False)
+    """Give the generator's layers arithmetic that is the same per image in any batch (same parameters)."""
     for module in pipeline.generator.modules():
-        if type(module) is nn.Linear:
-            module.__class__ = RowPaddedLinear
+        if type(module) in BATCH_INVARIANT:
+            module.__class__ = BATCH_INVARIANT[type(module)]
 
 
 def encode_png(pixels: np.ndarray, size: int) -> bytes:
