@@ -64,9 +64,8 @@ def plain_loop(config: IngestConfig) -> int:
     for (source, split), rows in tables.items():
         folder = Path(records_dir(config.output_root, source, split))
         folder.mkdir(parents=True, exist_ok=True)
-        for shard in range(config.shards):
-            part = pa.Table.from_pylist(rows[shard :: config.shards], schema=RECORD_SCHEMA)
-            pq.write_table(part, folder / f"part-{shard:05d}.parquet", row_group_size=ROWS_PER_ROW_GROUP)
+        pq.write_table(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), folder / "part-00000.parquet",
+                       row_group_size=ROWS_PER_ROW_GROUP)  # fmt: skip
     return sum(len(rows) for rows in tables.values())
 
 
@@ -88,8 +87,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--variants",
-        default="--direct_num_workers=1;--direct_num_workers=2 --direct_running_mode=multi_threading",
-        help="Beam options to compare, variants separated by ';', options by spaces (the second is the default)",
+        default="1 threads;2 threads;2 processes",
+        help="local workers and mode to compare, variants separated by ';' (the second is the default)",
     )
     args = parser.parse_args()
 
@@ -102,13 +101,15 @@ def main() -> None:
                 DemoDataConfig(out=root, train_images=args.train_images, val_images=args.train_images // 10)
             )
 
-        def config(out: str, beam_args: str = "") -> IngestConfig:
+        def config(out: str, variant: str = "1 threads") -> IngestConfig:
+            workers, mode = variant.split()
             return IngestConfig(
                 input_root=str(root),
                 output_root=str(work / out),
                 sources=tuple(args.sources.split(",")),
                 image_size=args.image_size,
-                beam_args=tuple(beam_args.split()),
+                local_workers=int(workers),
+                local_mode=mode,
             )
 
         loop_seconds, loop_images = best_time(lambda: plain_loop(config("loop")), args.repeats)

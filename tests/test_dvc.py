@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 TINY = {
     "demo": {"train_images": 12, "val_images": 4, "image_size": 32},
-    "ingest": {"image_size": 32, "shards": 2, "sources": ["coco"]},
-    "embed": {"batch_size": 16, "shards": 1},
+    "ingest": {"image_size": 32, "shard_bytes": 8192, "sources": ["coco"]},
+    "embed": {"batch_size": 16},
     "validate": {"image_size": 32, "split_min_images": {"train": 12, "val": 4}, "sources": ["coco"]},
 }
 
@@ -83,7 +83,7 @@ def built(tmp_path_factory) -> Path:
 def test_repro_builds_every_dataset_from_the_demo(built):
     processed = built / "data" / "processed"
     for split in ("train", "val"):
-        assert len(list((processed / "records" / "coco" / split).glob("part-*.parquet"))) == 2
+        assert len(list((processed / "records" / "coco" / split).glob("part-*.parquet"))) > 1  # 8 kB shards
     counts = json.loads((processed / "counts" / "coco.json").read_text())
     assert counts["splits"]["train"]["images"] == {"in": 12, "written": 12, "rejected": 0}
     assert list((processed / "dead_letter" / "coco").glob("*.jsonl"))

@@ -93,7 +93,7 @@ def test_pipeline_matches_a_direct_forward_per_source_length(tiny_encoder, tmp_p
             encoder=tiny_encoder,
             max_lengths={"coco": 6, "ln_coco": 12},
             batch_size=2,
-            shards=2,
+            shard_bytes=1024,
         )
     )
     assert summary["captions"] == 5 and summary["dim"] == 32
@@ -117,7 +117,7 @@ def test_pipeline_matches_a_direct_forward_per_source_length(tiny_encoder, tmp_p
 
 def test_default_encoder_runs_offline_with_17_and_64_tokens(tmp_path):
     root = write_records(tmp_path, {k: v for k, v in CAPTIONS.items() if k[1] == "train"})
-    summary = run_embed(config=EmbedConfig(data_root=str(root), sources=("coco", "ln_coco"), shards=1))
+    summary = run_embed(config=EmbedConfig(data_root=str(root), sources=("coco", "ln_coco")))
     assert summary["tables"] == {
         "sentence-transformers--all-MiniLM-L6-v2-L17": {"coco": {"train": 3}},
         "sentence-transformers--all-MiniLM-L6-v2-L64": {"ln_coco": {"train": 1}},

@@ -26,7 +26,7 @@ SIZE = 48
 @pytest.fixture(scope="module")
 def ingested(demo_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ingested")
-    config = IngestConfig(input_root=str(demo_root), output_root=str(out), image_size=SIZE, shards=2)
+    config = IngestConfig(input_root=str(demo_root), output_root=str(out), image_size=SIZE, shard_bytes=20_000)
     run_ingest(config=config)
     return out
 

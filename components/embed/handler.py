@@ -45,7 +45,8 @@ class TextEncoderHandler(ModelHandler[str, PredictionResult, TextEncoder]):
         self.encoded = 0
 
     def load_model(self) -> TextEncoder:
-        model = TextEncoder(self.encoder, max_length=self.max_length)
+        # float64, rounded once in encode_batch: the same bytes on every CPU (see pipeline.py)
+        model = TextEncoder(self.encoder, max_length=self.max_length).double()
         log.info("embed: loaded %s (dim %d, %d tokens)", self.encoder, model.dim, self.max_length)
         return model
 

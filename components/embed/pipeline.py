@@ -5,7 +5,11 @@
         embeddings/<encoder slug>-L<max length>/encoder.json                     {name, max_length, dim, ...}
 
 Each source is encoded at its own max length (17 tokens for COCO, 64 for Localized Narratives), so
-sources sharing a length share a folder and one loaded model.
+sources sharing a length share a folder and one loaded model. The encoder runs in float64 and its
+outputs are rounded once to their stored types: float32 kernels differ in their last bits between
+CPUs (vector widths, fused multiply-adds), float64 results agree far below what the rounding keeps,
+so the same records give the same bytes everywhere. Files are staged, settled and published as
+components/beam_io.py describes.
 """
 
 from __future__ import annotations
@@ -14,44 +18,59 @@ import posixpath
 import time
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
+from components.beam_io import (
+    COUNT,
+    RECORD,
+    WriteCounts,
+    WriteParquetShards,
+    check_written,
+    counted,
+    exists,
+    finish,
+    join_sinks,
+    make_pipeline,
+    new_staging,
+    publish,
+    read_counts,
+    select,
+    settle,
+    write_empty_parquet,
+    write_json,
+)
 from model.data import EMBEDDING_SCHEMA, SPLITS, embeddings_dir, embeddings_root, records_dir
 from model.text_encoder import resolve_encoder_path
 
-from ..ingest.beam_io import (
-    WriteParquetShards,
-    check_written,
-    count,
-    fill_missing_shards,
-    pipeline_options,
-    read_counters,
-    remove,
-    write_json,
-)
 from .config import EmbedConfig
 from .handler import TextEncoderHandler
 
 ROWS_PER_ROW_GROUP = 256  # ~3 MB at 17 tokens x 384 dims in float16
-COUNTERS = "embed-counts"  # counter names: source|split|in or source|split|embedded
+RECORD_COLUMNS = ["image_id", "source", "split", "captions"]
 
 
-def record_tables(config: EmbedConfig) -> list[tuple[str, str]]:
-    """(source, split) pairs with ingested records; a configured source with none is an error."""
-    pairs = []
+def record_files(config: EmbedConfig) -> dict[tuple[str, str], list[str]]:
+    """The records' Parquet files per (source, split); a configured source with none is an error."""
+    found = {}
     for source in config.sources:
-        found = [
-            (source, split)
-            for split in SPLITS
-            if FileSystems.match([posixpath.join(records_dir(config.data_root, source, split), "*.parquet")])[
-                0
-            ].metadata_list
-        ]
-        if not found:
+        for split in SPLITS:
+            pattern = posixpath.join(records_dir(config.data_root, source, split), "*.parquet")
+            if files := sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list):
+                found[(source, split)] = files
+        if not any(s == source for s, _ in found):
             raise FileNotFoundError(f"no {source} records under {config.data_root}/records/{source}: run ingest first")
-        pairs.extend(found)
-    return pairs
+    return found
+
+
+def read_records(path: str):
+    """A records file -> its rows (the caption columns), one row group at a time. Read by hand, not by
+    ReadFromParquet: the Dask runner has no translation for Beam's Read."""
+    with FileSystems.open(path) as stream:
+        parquet = pq.ParquetFile(stream)
+        for group in range(parquet.num_row_groups):
+            yield from parquet.read_row_group(group, columns=RECORD_COLUMNS).to_pylist()
 
 
 def encoder_width(encoder: str) -> int:
@@ -61,92 +80,98 @@ def encoder_width(encoder: str) -> int:
 
 
 def explode(record: dict):
-    """A record -> ((source, split, image_id, caption index), caption) for each of its captions."""
-    count(COUNTERS, (record["source"], record["split"], "in"), len(record["captions"]))
+    """A record -> (RECORD, ((source, split, image_id, caption index), caption)) per caption, and its count."""
+    yield counted((record["source"], record["split"], "in"), len(record["captions"]))
     for index, caption in enumerate(record["captions"]):
-        yield (record["source"], record["split"], record["image_id"], index), caption
+        yield RECORD, ((record["source"], record["split"], record["image_id"], index), caption)
 
 
-def to_row(keyed) -> dict:
+def to_row(keyed):
     (source, split, image_id, index), result = keyed
     embedding = result.inference
-    count(COUNTERS, (source, split, "embedded"))
-    return {
-        "image_id": image_id,
-        "source": source,
-        "split": split,
-        "caption_index": index,
-        "caption": result.example,
-        "token_embeddings": embedding.token_embeddings,
-        "attention_mask": embedding.attention_mask,
-        "sentence_embedding": embedding.sentence_embedding,
-    }
+    yield counted((source, split, "embedded"))
+    yield (
+        RECORD,
+        {
+            "image_id": image_id,
+            "source": source,
+            "split": split,
+            "caption_index": index,
+            "caption": result.example,
+            "token_embeddings": embedding.token_embeddings,
+            "attention_mask": embedding.attention_mask,
+            "sentence_embedding": embedding.sentence_embedding,
+        },
+    )
 
 
-def build(pipeline: beam.Pipeline, config: EmbedConfig, pairs: list[tuple[str, str]]) -> None:
-    root, out, encoder = config.data_root, config.output_root, config.encoder
-    for max_length in sorted({config.max_lengths[source] for source, _ in pairs}):
-        group = [(source, split) for source, split in pairs if config.max_lengths[source] == max_length]
-        reads = [
-            pipeline
-            | f"Read {source} {split}"
-            >> beam.io.ReadFromParquet(
-                posixpath.join(records_dir(root, source, split), "*.parquet"),
-                columns=["image_id", "source", "split", "captions"],
-            )
-            for source, split in group
-        ]
+def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, str], list[str]], staging: str) -> None:
+    encoder, sinks, outcomes = config.encoder, [], []
+    for max_length in sorted({config.max_lengths[source] for source, _ in files}):
+        paths = [p for (source, _), found in files.items() if config.max_lengths[source] == max_length for p in found]
         handler = TextEncoderHandler(encoder=encoder, max_length=max_length, batch_size=config.batch_size)
-        _ = (
-            reads
-            | f"Records L{max_length}" >> beam.Flatten()
+        captions = (
+            pipeline
+            | f"Record files L{max_length}" >> beam.Create(paths)
+            | f"Read records L{max_length}" >> beam.FlatMap(read_records)
             | f"Captions L{max_length}" >> beam.FlatMap(explode)
+        )
+        rows = (
+            select(captions, RECORD, f"Keyed captions L{max_length}")
+            | f"Spread L{max_length}" >> beam.Reshuffle()
             | f"Encode L{max_length}" >> RunInference(KeyedModelHandler(handler))
-            | f"Rows L{max_length}" >> beam.Map(to_row)
+            | f"Rows L{max_length}" >> beam.FlatMap(to_row)
+        )
+        sinks.append(
+            select(rows, RECORD, f"Embeddings L{max_length}")
             | f"Write L{max_length}"
             >> WriteParquetShards(
-                folder_of=lambda row, n=max_length: embeddings_dir(out, encoder, n, row["source"], row["split"]),
+                staging=staging,
+                folder_of=lambda row, n=max_length: embeddings_dir("", encoder, n, row["source"], row["split"]),
                 schema=EMBEDDING_SCHEMA,
-                shards=config.shards,
                 sort_key=lambda row: (row["image_id"], row["caption_index"]),
+                shard_bytes=config.shard_bytes,
                 rows_per_group=ROWS_PER_ROW_GROUP,
             )
         )
+        outcomes.append((captions, rows) | f"Outcomes L{max_length}" >> beam.Flatten())
+    everything = outcomes | "All outcomes" >> beam.Flatten()
+    counts = select(everything, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
+    join_sinks([*sinks, counts])
 
 
 def run_embed(*, config: EmbedConfig) -> dict:
-    """Encode every caption of the configured sources; returns counts per table and the throughput."""
+    """Encode every caption of the configured sources into a staging folder, check, then publish each source's
+    embeddings and encoder.json (last); returns counts per table and the throughput."""
     started = time.perf_counter()
     root = config.output_root
-    pairs = record_tables(config)
+    files = record_files(config)
     dim = encoder_width(config.encoder)
-    lengths = sorted({config.max_lengths[source] for source, _ in pairs})
-    roots = {source: embeddings_root(root, config.encoder, config.max_lengths[source]) for source in config.sources}
-    remove(
-        [posixpath.join(folder, source) for source, folder in roots.items()]
-        + [posixpath.join(r, "encoder.json") for r in set(roots.values())]
+    staging = new_staging(root, "embed-" + "-".join(config.sources))
+    pipeline = make_pipeline(
+        config.runner, config.beam_args, local_workers=config.local_workers, local_mode=config.local_mode
     )
-    pipeline = beam.Pipeline(options=pipeline_options(config.runner, config.beam_args))
-    build(pipeline, config, pairs)
-    result = pipeline.run()
-    if (state := result.wait_until_finish()) != "DONE":
-        raise RuntimeError(f"embed pipeline ended in state {state}")
-    totals = read_counters(result, COUNTERS)
+    build(pipeline, config, files, staging)
+    finish(pipeline.run(), "embed")
+    settle(staging)
+    totals = read_counts(staging)
     tables, written = {}, {}
-    for source, split in pairs:
+    for source, split in files:
         n_in, n_out = totals.get((source, split, "in"), 0), totals.get((source, split, "embedded"), 0)
         if n_in != n_out:
             raise RuntimeError(f"embed: {source}/{split} had {n_in} captions but {n_out} embeddings")
         max_length = config.max_lengths[source]
-        folder = embeddings_dir(root, config.encoder, max_length, source, split)
-        fill_missing_shards(folder, config.shards, EMBEDDING_SCHEMA)
+        folder = embeddings_dir(staging, config.encoder, max_length, source, split)
+        if not exists(folder):  # records without captions: still a table
+            write_empty_parquet(folder, EMBEDDING_SCHEMA)
         written[folder] = n_out
         name = posixpath.basename(embeddings_root(root, config.encoder, max_length))
         tables.setdefault(name, {}).setdefault(source, {})[split] = n_out
     check_written(written, "embed")
+    lengths = sorted({config.max_lengths[source] for source in config.sources})
     for n in lengths:
         write_json(
-            posixpath.join(embeddings_root(root, config.encoder, n), "encoder.json"),
+            posixpath.join(embeddings_root(staging, config.encoder, n), "encoder.json"),
             {
                 "name": config.encoder,
                 "max_length": n,
@@ -154,8 +179,16 @@ def run_embed(*, config: EmbedConfig) -> dict:
                 "token_embeddings": "float16 (max_length, dim), last hidden layer",
                 "attention_mask": "uint8 (max_length,)",
                 "sentence_embedding": "float32 (dim,), mean over valid tokens",
+                "computed_in": "float64, rounded once (the same bytes on every CPU)",
             },
         )
+    relative = {source: embeddings_root("", config.encoder, config.max_lengths[source]) for source in config.sources}
+    publish(
+        staging,
+        root,
+        outputs=[posixpath.join(folder, source) for source, folder in relative.items()],
+        markers=sorted({posixpath.join(folder, "encoder.json") for folder in relative.values()}),
+    )
     seconds = time.perf_counter() - started
     captions = sum(n for table in tables.values() for splits in table.values() for n in splits.values())
     return {

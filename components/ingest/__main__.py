@@ -1,7 +1,7 @@
 """python -m components.ingest --input-root DIR --output-root DIR [options]: raw data -> Parquet records.
 
 Options default to the `ingest` section of --params (params.yaml), overridden by the command line.
-Lists and dicts are YAML: --sources '[coco, ln_coco]' --beam-args '[--direct_num_workers=2]'.
+Lists and dicts are YAML: --sources '[coco, ln_coco]' --beam-args '[--dask_client_address=tcp://scheduler:8786]'.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ HELP = {
     "max_caption_chars": "longer captions are rejected",
     "coco_year": "2014 or 2017 when both COCO caption years are present",
     "image_dirs": "image folder per source relative to the input root, with {split} and {year}",
-    "shards": "Parquet files per source and split (each is assembled in one worker's memory)",
+    "shard_bytes": "target bytes per Parquet file: the number of files per source and split follows the data's size",
     "runner": "Beam runner (DirectRunner, FnApiRunner, DataflowRunner, FlinkRunner, ...)",
-    "local_threads": "worker threads of the DirectRunner (other runners ignore it)",
+    "local_workers": "workers of the local runners (DirectRunner, FnApiRunner; other runners ignore it)",
+    "local_mode": "threads or processes: how the local runners run their workers",
     "beam_args": "more Beam pipeline options, as a YAML list",
 }
 

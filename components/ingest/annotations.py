@@ -157,6 +157,10 @@ def type_problems(record: dict, expected: dict[str, type]) -> list[str]:
     return problems
 
 
+def no_usable_caption(problems: list[str]) -> str:
+    return f"no usable caption: every caption was refused ({'; '.join(problems)})"
+
+
 def clean_caption(text: str, *, max_chars: int) -> str:
     """Whitespace runs (newlines, tabs) become one space; empty or over-long captions are rejected."""
     cleaned = " ".join(text.split())
@@ -225,6 +229,7 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
         reject(stage, reason, where, entry)
 
     captions: dict[int, list[str]] = {}
+    caption_problems: dict[int, list[str]] = {}  # image id -> why each of its captions was refused
     first_annotation: dict[int, int] = {}
     for index, annotation in enumerate(document["annotations"]):
         where = f"{file.name} annotations[{index}]"
@@ -251,16 +256,22 @@ def parse_coco(data: bytes, file: AnnotationFile, *, max_caption_chars: int) -> 
                     if image_id in rejected_images
                     else f"image id {image_id} is not in the file's images list",
                 )
-            captions.setdefault(image_id, []).append(clean_caption(annotation["caption"], max_chars=max_caption_chars))
+            caption = clean_caption(annotation["caption"], max_chars=max_caption_chars)  # before the image gets a list
+            captions.setdefault(image_id, []).append(caption)
         except Rejected as rejected:
             counts[("annotations", "rejected")] += 1
             reject(rejected.stage, rejected.reason, where, annotation)
+            if rejected.stage == "caption":
+                caption_problems.setdefault(annotation["image_id"], []).append(f"{where}: {rejected.reason}")
 
     for image_id, (index, entry) in images.items():
         where = f"{file.name} images[{index}]"
         if image_id not in captions:
             counts[("images", "rejected")] += 1
-            reject("join", f"image id {image_id} has no valid caption", where, entry)
+            if problems := caption_problems.get(image_id):
+                reject("caption", no_usable_caption(problems), where, entry)
+            else:
+                reject("join", f"image id {image_id} has no valid caption", where, entry)
             continue
         candidates.append(
             Candidate(
@@ -301,15 +312,27 @@ def parse_narrative(raw: bytes, file: AnnotationFile, *, line: int, max_caption_
         raise Rejected("schema", "narrative: " + "; ".join(problems))
     if not IMAGE_ID_PATTERNS[file.source].fullmatch(record["image_id"]):
         raise Rejected("schema", f"image_id {record['image_id']!r} is not a {file.source} image id")
+    try:
+        caption = clean_caption(record["caption"], max_chars=max_caption_chars)
+    except Rejected as rejected:
+        raise CaptionRejected(rejected.reason, image_id=record["image_id"]) from rejected
     return Narrative(
         source=file.source,
         split=file.split,
         image_id=record["image_id"],
         annotator_id=annotator,
-        caption=clean_caption(record["caption"], max_chars=max_caption_chars),
+        caption=caption,
         file=file,
         line=line,
     )
+
+
+class CaptionRejected(Rejected):
+    """A narrative whose caption is unusable, of a known image: the image is reported if it has no other."""
+
+    def __init__(self, reason: str, *, image_id: str):
+        super().__init__("caption", reason)
+        self.image_id = image_id
 
 
 def narrative_file_name(source: str, image_id: str) -> str:
@@ -317,8 +340,28 @@ def narrative_file_name(source: str, image_id: str) -> str:
     return f"{int(image_id):012d}.jpg" if source == "ln_coco" else f"{image_id}.jpg"
 
 
-def gather_narratives(narratives: list[Narrative]) -> tuple[Candidate, list[DeadLetter]]:
-    """All narratives of one image -> its candidate (file order) and the exact repeats it dropped."""
+@dataclass(frozen=True)
+class RefusedNarrative:
+    """Where a narrative of an image was refused for its caption, and why (its own dead letter is written apart)."""
+
+    source: str
+    split: str
+    image_id: str
+    location: str
+    reason: str
+
+
+def gather_narratives(
+    narratives: list[Narrative], refused: list[RefusedNarrative] = ()
+) -> tuple[Candidate | None, list[DeadLetter]]:
+    """All narratives of one image -> its candidate (file order) and the exact repeats it dropped; with no usable
+    narrative (only refused ones), no candidate and one dead letter for the image giving every reason."""
+    if not narratives:
+        ordered = sorted(refused, key=lambda r: r.location)
+        first = ordered[0]
+        reason = no_usable_caption([f"{r.location}: {r.reason}" for r in ordered])
+        record = {"image_id": first.image_id, "narratives": len(ordered)}
+        return None, [DeadLetter(first.source, first.split, "caption", reason, first.location, record)]
     ordered = sorted(narratives, key=lambda n: (n.file.name, n.line))
     first = ordered[0]
     seen: dict[tuple, Narrative] = {}

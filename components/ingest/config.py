@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 
 from model.data import SOURCES
 
+from ..beam_io import LOCAL_MODES
 from .annotations import DEFAULT_IMAGE_DIRS
 from .images import RESIZE_MODES, ImageSettings
 
@@ -14,6 +15,21 @@ from .images import RESIZE_MODES, ImageSettings
 def absolute(path: str) -> str:
     """Local paths made absolute (Beam workers may run elsewhere); URLs (gs://, s3://) kept as they are."""
     return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+MIN_SHARD_BYTES = 1 << 10
+
+
+def beam_problems(config) -> list[str]:
+    """What is wrong with the Beam settings ingest and embed share (shard_bytes, local_workers, local_mode)."""
+    problems = []
+    if config.shard_bytes < MIN_SHARD_BYTES:
+        problems.append(f"shard_bytes must be at least {MIN_SHARD_BYTES}, got {config.shard_bytes}")
+    if config.local_workers < 1:
+        problems.append(f"local_workers must be at least 1, got {config.local_workers}")
+    if config.local_mode not in LOCAL_MODES:
+        problems.append(f"local_mode must be one of {list(LOCAL_MODES)}, got {config.local_mode!r}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -28,11 +44,10 @@ class IngestConfig:
     max_caption_chars: int = 2000
     coco_year: int | None = None  # 2014 or 2017; None: the one year present under annotations/
     image_dirs: dict[str, str] = field(default_factory=dict)  # per source, overrides DEFAULT_IMAGE_DIRS
-    shards: int = 4  # Parquet files per source and split; each is assembled in one worker's memory
+    shard_bytes: int = 64 << 20  # target bytes of a Parquet file: a folder gets as many as its records need
     runner: str = "DirectRunner"
-    # DirectRunner worker threads. 1 by default: with 2 threads, Beam 2.77's multi-threaded DirectRunner
-    # lost about one record in 2,000 in about one run in three here (caught by check_written).
-    local_threads: int = 1
+    local_workers: int = 2  # workers of the local runners (DirectRunner, FnApiRunner); others ignore it
+    local_mode: str = "threads"  # or "processes" (components/beam_io.py: why threads are safe)
     beam_args: tuple[str, ...] = ()  # passed to Beam's PipelineOptions, e.g. ("--project=...",)
 
     def __post_init__(self) -> None:
@@ -61,10 +76,7 @@ class IngestConfig:
             problems.append(f"max_caption_chars must be at least 1, got {self.max_caption_chars}")
         if self.coco_year not in (None, 2014, 2017):
             problems.append(f"coco_year must be 2014, 2017 or null, got {self.coco_year}")
-        if self.local_threads < 1:
-            problems.append(f"local_threads must be at least 1, got {self.local_threads}")
-        if self.shards < 1:
-            problems.append(f"shards must be at least 1, got {self.shards}")
+        problems.extend(beam_problems(self))
         if problems:
             raise ValueError("invalid ingest config: " + "; ".join(problems))
 

@@ -55,8 +55,10 @@ def decode(data: bytes, *, settings: ImageSettings) -> tuple[Image.Image, tuple[
         raise Rejected("read", "empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError as error:
-        raise Rejected("size", f"decompression bomb: {error}") from error
+    except Image.DecompressionBombError as error:  # Pillow refused it at its own limit, above ours: quote ours
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"declares {declared[1]} pixels" if declared else "declares more pixels than Pillow opens"
+        raise Rejected("size", f"decompression bomb: {size} > max_image_pixels={settings.max_pixels}") from error
     except UnidentifiedImageError as error:
         raise Rejected("decode", f"not an image in a readable format ({', '.join(ALLOWED_FORMATS)})") from error
     except Exception as error:  # Pillow raises many types for unreadable headers
@@ -64,7 +66,9 @@ def decode(data: bytes, *, settings: ImageSettings) -> tuple[Image.Image, tuple[
     width, height = image.size
     if width * height > settings.max_pixels:
         raise Rejected(
-            "size", f"decompression bomb: declared {width}x{height} = {width * height} pixels > {settings.max_pixels}"
+            "size",
+            f"decompression bomb: declares {width}x{height} = {width * height} pixels "
+            f"> max_image_pixels={settings.max_pixels}",
         )
     if min(width, height) < settings.min_side:
         raise Rejected("size", f"image is {width}x{height}, smaller than min_side={settings.min_side}")

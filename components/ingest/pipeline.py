@@ -8,8 +8,9 @@
 
 COCO files are parsed whole (the image list and captions live in one JSON); Localized Narratives
 lines are parsed one by one and grouped by image. A Reshuffle before the image work spreads it
-over workers on distributed runners. Outputs are sorted within fixed shards, so the same inputs
-give byte-identical files; counts are Beam counters, read once the pipeline has finished.
+over workers on distributed runners. Every step has one output of (kind, value) pairs: records,
+dead letters and counts (components/beam_io.py says why, and how files are staged, settled and
+published so that no runner's retries or kills lose, double or half-write anything).
 """
 
 from __future__ import annotations
@@ -21,15 +22,39 @@ from collections import Counter
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
+from components.beam_io import (
+    COUNT,
+    DEAD,
+    RECORD,
+    WriteCounts,
+    WriteFiles,
+    WriteParquetShards,
+    check_written,
+    counted,
+    exists,
+    finish,
+    join_sinks,
+    json_lines,
+    make_pipeline,
+    new_staging,
+    publish,
+    read_counts,
+    select,
+    settle,
+    write_bytes,
+    write_empty_parquet,
+    write_json,
+)
 from model.data import RECORD_SCHEMA, records_dir
 
 from .annotations import (
     EXAMPLE_NAMES,
     AnnotationFile,
     Candidate,
+    CaptionRejected,
     DeadLetter,
+    RefusedNarrative,
     annotation_file,
     coco_year,
     gather_narratives,
@@ -38,27 +63,11 @@ from .annotations import (
     parse_narrative,
     preview,
 )
-from .beam_io import (
-    WriteJsonLines,
-    WriteParquetShards,
-    check_written,
-    count,
-    counts_path,
-    dead_letter_dir,
-    fill_missing_shards,
-    pipeline_options,
-    read_counters,
-    remove,
-    shard_name,
-    write_json,
-    write_text,
-)
 from .config import IngestConfig
 from .images import ImageSettings, ProcessedImage, Rejected, process_image
+from .layout import counts_path, dead_letter_dir, dead_letter_file, source_records_dir
 
 log = logging.getLogger(__name__)
-DEAD = "dead"
-COUNTERS = "ingest-counts"  # counter names: source|split|unit|outcome
 ROWS_PER_ROW_GROUP = 128  # records per Parquet row group: ~2-4 MB of 128 px PNGs, a reader's unit of work
 PROGRESS_EVERY = 500  # images between progress lines, per worker
 
@@ -90,13 +99,12 @@ def discover(config: IngestConfig) -> list[AnnotationFile]:
     return files
 
 
-def _count(source: str, split: str, unit: str, outcome: str, n: int = 1) -> None:
-    count(COUNTERS, (source, split, unit, outcome), n)
+def _count(source: str, split: str, unit: str, outcome: str, n: int = 1):
+    return counted((source, split, unit, outcome), n)
 
 
 def _dead(letter: DeadLetter):
-    Metrics.counter("ingest", f"rejected_{letter.stage}").inc()
-    return beam.pvalue.TaggedOutput(DEAD, letter)
+    return DEAD, letter
 
 
 class ParseCocoFile(beam.DoFn):
@@ -109,20 +117,22 @@ class ParseCocoFile(beam.DoFn):
                 data = stream.read()
         except OSError as error:
             yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
-            _count(file.source, file.split, "files", "in")
-            _count(file.source, file.split, "files", "rejected")
+            yield _count(file.source, file.split, "files", "in")
+            yield _count(file.source, file.split, "files", "rejected")
             return
         candidates, dead, counts = parse_coco(data, file, max_caption_chars=self.max_caption_chars)
         log.info("%s: %d images with captions, %d rejected records", file.path, len(candidates), len(dead))
-        yield from candidates
+        for candidate in candidates:
+            yield RECORD, candidate
         for letter in dead:
             yield _dead(letter)
         for (unit, outcome), n in counts.items():
-            _count(file.source, file.split, unit, outcome, n)
+            yield _count(file.source, file.split, unit, outcome, n)
 
 
 class ReadNarratives(beam.DoFn):
-    """A Localized Narratives JSONL file -> ((source, split, image_id), Narrative) per good line."""
+    """A Localized Narratives JSONL file -> (RECORD, ((source, split, image_id), Narrative or RefusedNarrative))
+    per line that names an image, dead letters and counts."""
 
     def __init__(self, max_caption_chars: int):
         self.max_caption_chars = max_caption_chars
@@ -141,30 +151,39 @@ class ReadNarratives(beam.DoFn):
                         yield _dead(
                             DeadLetter(file.source, file.split, rejected.stage, rejected.reason, location, preview(raw))
                         )
+                        if isinstance(rejected, CaptionRejected):  # its image is reported if it has no usable one
+                            image_id = rejected.image_id
+                            refused = RefusedNarrative(file.source, file.split, image_id, location, rejected.reason)
+                            yield RECORD, ((file.source, file.split, image_id), refused)
                         continue
-                    yield (file.source, file.split, narrative.image_id), narrative
+                    yield RECORD, ((file.source, file.split, narrative.image_id), narrative)
         except OSError as error:  # unreadable mid-way: the lines read so far stand, the file is reported
             yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
-            _count(file.source, file.split, "files", "in")
-            _count(file.source, file.split, "files", "rejected")
+            yield _count(file.source, file.split, "files", "in")
+            yield _count(file.source, file.split, "files", "rejected")
         else:
-            _count(file.source, file.split, "files", "in")
-            _count(file.source, file.split, "files", "parsed")
+            yield _count(file.source, file.split, "files", "in")
+            yield _count(file.source, file.split, "files", "parsed")
         log.info("%s: %d narratives, %d rejected", file.path, counts["in"] - counts["rejected"], counts["rejected"])
         for outcome, n in counts.items():
-            _count(file.source, file.split, "annotations", outcome, n)
+            yield _count(file.source, file.split, "annotations", outcome, n)
 
 
 class GatherNarratives(beam.DoFn):
     def process(self, keyed):
-        (source, split, _), narratives = keyed
-        candidate, dead = gather_narratives(list(narratives))
-        yield candidate
-        _count(source, split, "images", "in")
+        (source, split, _), lines = keyed
+        narratives = [x for x in lines if not isinstance(x, RefusedNarrative)]
+        refused = [x for x in lines if isinstance(x, RefusedNarrative)]
+        candidate, dead = gather_narratives(narratives, refused)
+        yield _count(source, split, "images", "in")
+        if candidate is None:  # every narrative refused: the image is a dead letter (its lines already are)
+            yield _count(source, split, "images", "rejected")
+        else:
+            yield RECORD, candidate
+            if duplicates := len(dead):
+                yield _count(source, split, "annotations", "rejected", duplicates)
         for letter in dead:
             yield _dead(letter)
-        if dead:
-            _count(source, split, "annotations", "rejected", len(dead))
 
 
 def record_row(candidate: Candidate, image: ProcessedImage) -> dict:
@@ -208,87 +227,93 @@ class ProcessImage(beam.DoFn):
     def process(self, candidate: Candidate):
         c = candidate
         try:
+            if not c.captions:  # the whole class: nothing a model could learn from is never a record
+                raise Rejected("caption", "no usable caption")
             image = process_image(read_image_file(c), settings=self.settings)
         except Rejected as rejected:
             record = {"image_id": c.image_id, "image_path": c.image_name, "captions": list(c.captions)}
             yield _dead(DeadLetter(c.source, c.split, rejected.stage, rejected.reason, c.location, preview(record)))
-            _count(c.source, c.split, "images", "rejected")
-            _count(c.source, c.split, "annotations", "rejected", len(c.captions))
+            yield _count(c.source, c.split, "images", "rejected")
+            yield _count(c.source, c.split, "annotations", "rejected", len(c.captions))
             return
-        Metrics.counter("ingest", "images_written").inc()
         self.done += 1
         if self.done % PROGRESS_EVERY == 0:
             log.info("ingest: %d images processed by this worker", self.done)
-        yield record_row(c, image)
-        _count(c.source, c.split, "images", "written")
-        _count(c.source, c.split, "annotations", "written", len(c.captions))
+        yield RECORD, record_row(c, image)
+        yield _count(c.source, c.split, "images", "written")
+        yield _count(c.source, c.split, "annotations", "written", len(c.captions))
 
 
-def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationFile]) -> None:
-    """Add the ingest transforms for `files` to `pipeline`."""
+def relative_records_dir(record: dict) -> str:
+    return records_dir("", record["source"], record["split"])
+
+
+def relative_dead_letter_file(letter: DeadLetter) -> str:
+    return dead_letter_file("", letter.source)
+
+
+def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationFile], staging: str) -> None:
+    """Add the ingest transforms for `files` to `pipeline`, writing under `staging`."""
     coco = [f for f in files if f.source == "coco"]
     narrative_files = [f for f in files if f.source != "coco"]
-    candidates, dead = [], []
+    candidates, outcomes = [], []
     if coco:
         parsed = (
             pipeline
             | "COCO files" >> beam.Create(coco)
-            | "Parse COCO" >> beam.ParDo(ParseCocoFile(config.max_caption_chars)).with_outputs(DEAD, main="ok")
+            | "Parse COCO" >> beam.ParDo(ParseCocoFile(config.max_caption_chars))
         )
-        candidates.append(parsed.ok)
-        dead.append(parsed[DEAD])
+        candidates.append(select(parsed, RECORD, "COCO candidates"))
+        outcomes.append(parsed)
     if narrative_files:
         read = (
             pipeline
             | "LN files" >> beam.Create(narrative_files)
-            | "Read LN" >> beam.ParDo(ReadNarratives(config.max_caption_chars)).with_outputs(DEAD, main="ok")
+            | "Read LN" >> beam.ParDo(ReadNarratives(config.max_caption_chars))
         )
         gathered = (
-            read.ok
+            select(read, RECORD, "LN lines")
             | "Group LN by image" >> beam.GroupByKey()
-            | "Gather LN" >> beam.ParDo(GatherNarratives()).with_outputs(DEAD, main="ok")
+            | "Gather LN" >> beam.ParDo(GatherNarratives())
         )
-        candidates.append(gathered.ok)
-        dead.extend([read[DEAD], gathered[DEAD]])
+        candidates.append(select(gathered, RECORD, "LN candidates"))
+        outcomes.extend([read, gathered])
 
     processed = (
         candidates
         | "All candidates" >> beam.Flatten()
         | "Spread" >> beam.Reshuffle()
-        | "Process images" >> beam.ParDo(ProcessImage(config.image_settings)).with_outputs(DEAD, main="ok")
+        | "Process images" >> beam.ParDo(ProcessImage(config.image_settings))
     )
-    dead.append(processed[DEAD])
-    root = config.output_root
-    _ = processed.ok | "Write records" >> WriteParquetShards(
-        folder_of=lambda record: records_dir(root, record["source"], record["split"]),
+    outcomes.append(processed)
+    everything = outcomes | "All outcomes" >> beam.Flatten()
+    records = select(processed, RECORD, "Records") | "Write records" >> WriteParquetShards(
+        staging=staging,
+        folder_of=relative_records_dir,
         schema=RECORD_SCHEMA,
-        shards=config.shards,
         sort_key=lambda record: record["image_id"],
+        shard_bytes=config.shard_bytes,
         rows_per_group=ROWS_PER_ROW_GROUP,
     )
-    _ = (
-        dead
-        | "All dead letters" >> beam.Flatten()
-        | "Write dead letters"
-        >> WriteJsonLines(
-            path_of=lambda letter: dead_letter_file(root, letter.source),
-            sort_key=lambda letter: (letter.split, letter.location, letter.stage, letter.reason),
-        )
+    dead = select(everything, DEAD, "Dead letters") | "Write dead letters" >> WriteFiles(
+        staging=staging,
+        path_of=relative_dead_letter_file,
+        render=lambda _, letters: json_lines(
+            letters, sort_key=lambda d: (d.split, d.location, d.stage, d.reason), to_json=lambda d: d.to_json()
+        ),
     )
-
-
-def dead_letter_file(root: str, source: str) -> str:
-    return shard_name(dead_letter_dir(root, source), 0, 1, ".jsonl")
+    counts = select(everything, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
+    join_sinks([records, dead, counts])
 
 
 def split_counts(totals: dict[tuple, int], source: str, split: str) -> dict[str, dict[str, int]]:
     """Counts of one source and split per unit, each checked: in = ok + rejected."""
     counts = {}
     for unit, ok in (("files", "parsed"), ("annotations", "written"), ("images", "written")):
-        counted = {outcome: totals.get((source, split, unit, outcome), 0) for outcome in ("in", ok, "rejected")}
-        if counted["in"] != counted[ok] + counted["rejected"]:
-            raise RuntimeError(f"ingest counts do not add up for {source}/{split}/{unit}: {counted}")
-        counts[unit] = counted
+        counted_ = {outcome: totals.get((source, split, unit, outcome), 0) for outcome in ("in", ok, "rejected")}
+        if counted_["in"] != counted_[ok] + counted_["rejected"]:
+            raise RuntimeError(f"ingest counts do not add up for {source}/{split}/{unit}: {counted_}")
+        counts[unit] = counted_
     return counts
 
 
@@ -309,48 +334,52 @@ def summarise(totals: dict[tuple, int], config: IngestConfig, files: list[Annota
                 "max_pixels": config.max_image_pixels,
             },
             "max_caption_chars": config.max_caption_chars,
-            "shards": config.shards,
+            "shard_bytes": config.shard_bytes,
             "splits": {split: split_counts(totals, source, split) for split in splits},
         }
     return summaries
 
 
 def run_ingest(*, config: IngestConfig) -> dict:
-    """Run the pipeline; write records, dead letters and counts; return {"sources": {source: counts}, ...}."""
+    """Run the pipeline into a staging folder, check it, then publish records, dead letters and counts (last)
+    for each source; return {"sources": {source: counts}, ...}."""
     started = time.perf_counter()
     files = discover(config)
-    for source in config.sources:
-        remove(
-            [
-                posixpath.join(config.output_root, "records", source),
-                dead_letter_dir(config.output_root, source),
-                counts_path(config.output_root, source),
-            ]
-        )
-    for source in config.sources:  # a source without rejections still has its (empty) dead-letter file
-        write_text(dead_letter_file(config.output_root, source), "")
-    options = pipeline_options(config.runner, config.beam_args, local_threads=config.local_threads)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, config, files)
-    result = pipeline.run()
-    if (state := result.wait_until_finish()) != "DONE":
-        raise RuntimeError(f"ingest pipeline ended in state {state}")
-    for source, split in sorted({(f.source, f.split) for f in files}):
-        fill_missing_shards(records_dir(config.output_root, source, split), config.shards, RECORD_SCHEMA)
-    summaries = summarise(read_counters(result, COUNTERS), config, files)
+    root = config.output_root
+    staging = new_staging(root, "ingest-" + "-".join(config.sources))
+    pipeline = make_pipeline(
+        config.runner, config.beam_args, local_workers=config.local_workers, local_mode=config.local_mode
+    )
+    build(pipeline, config, files, staging)
+    finish(pipeline.run(), "ingest")
+    settle(staging)
+    summaries = summarise(read_counts(staging), config, files)
+    for source, summary in summaries.items():
+        if not exists(dead_letter_file(staging, source)):  # a source without rejections: an empty file
+            write_bytes(dead_letter_file(staging, source), b"")
+        for split in summary["splits"]:
+            if not FileSystems.match([posixpath.join(records_dir(staging, source, split), "*.parquet")])[
+                0
+            ].metadata_list:
+                write_empty_parquet(records_dir(staging, source, split), RECORD_SCHEMA)
+        write_json(counts_path(staging, source), summary)
     check_written(
         {
-            records_dir(config.output_root, source, split): counts["images"]["written"]
+            records_dir(staging, source, split): counts["images"]["written"]
             for source, summary in summaries.items()
             for split, counts in summary["splits"].items()
         },
         "ingest",
     )
-    for source, summary in summaries.items():
-        write_json(counts_path(config.output_root, source), summary)
+    publish(
+        staging,
+        root,
+        outputs=[out for s in config.sources for out in (source_records_dir("", s), dead_letter_dir("", s))],
+        markers=[counts_path("", source) for source in config.sources],
+    )
     seconds = time.perf_counter() - started
     images = {
         outcome: sum(s["images"][outcome] for summary in summaries.values() for s in summary["splits"].values())
         for outcome in ("in", "written", "rejected")
     }
-    return {"output_root": config.output_root, "seconds": round(seconds, 3), "images": images, "sources": summaries}
+    return {"output_root": root, "seconds": round(seconds, 3), "images": images, "sources": summaries}

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from model.data import EMBEDDING_SCHEMA, RECORD_SCHEMA, records_dir
 
-from ..ingest.beam_io import counts_path
+from ..ingest.layout import counts_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BATCH_ROWS = 1024  # rows decoded at a time: image bytes never all sit in memory
