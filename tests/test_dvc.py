@@ -7,6 +7,7 @@ never in this checkout's DVC state.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -20,7 +21,6 @@ import yaml
 from components.data_version import data_version
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 TINY = {
     "demo": {"train_images": 12, "val_images": 4, "image_size": 32},
     "ingest": {"image_size": 32, "shard_bytes": 8192, "sources": ["coco"]},
@@ -60,6 +60,55 @@ def set_param(repo: Path, section: str, key: str, value) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def module_file(name: str) -> Path:
+    path = REPO.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def project_files_imported(entry: str) -> set[str]:
+    """Every project file that importing module `entry` executes: its imports, transitively, with the
+    __init__.py of every package on the way (read from the source, nothing is imported)."""
+    todo, seen = [entry], set()
+    while todo:
+        name = todo.pop()
+        path = module_file(name)
+        if not path.is_file() or path in seen:  # not a project module (a library, or a name inside a module)
+            continue
+        seen.add(path)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+        package = parts if path.name == "__init__.py" else parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                todo += [module, *(f"{module}.{alias.name}" for alias in node.names)]
+    return {str(path.relative_to(REPO)) for path in seen}
+
+
+def test_every_stage_depends_on_the_code_it_imports():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == {"demo_data", "ingest", "embed", "validate"}
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        entry = stage["cmd"].split("python -m ", 1)[1].split()[0]
+        deps = [d for d in stage["deps"] if "${" not in d]
+        imported = project_files_imported(f"{entry}.__main__")
+        assert f"{entry.replace('.', '/')}/__main__.py" in imported
+        missing = {f for f in imported if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)}
+        assert not missing, f"dvc.yaml stage {name!r} runs {sorted(missing)} but does not list them in its deps"
+
+
+def test_the_import_walk_finds_relative_and_package_imports():
+    files = project_files_imported("components.embed.__main__")
+    # relative (..cli, .pipeline), absolute (components.beam_io, model.text_encoder) and packages run on the way
+    for expected in ("components/cli.py", "components/embed/pipeline.py", "components/beam_io.py",
+                     "model/text_encoder.py", "components/ingest/__init__.py", "components/__init__.py"):  # fmt: skip
+        assert expected in files, expected
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A fresh repository holding the project's code and DVC files, reproduced once on a tiny demo."""
@@ -80,6 +129,7 @@ def built(tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_repro_builds_every_dataset_from_the_demo(built):
     processed = built / "data" / "processed"
     for split in ("train", "val"):
@@ -93,6 +143,7 @@ def test_repro_builds_every_dataset_from_the_demo(built):
     assert stage_status(built) == set()
 
 
+@pytest.mark.slow
 def test_data_version_is_the_hash_dvc_records(built, tmp_path):
     outs = lock_outs(built)
     assert data_version(built / "data" / "demo") == outs["data/demo"]
@@ -110,6 +161,7 @@ def test_data_version_is_the_hash_dvc_records(built, tmp_path):
     shutil.rmtree(built / "extra")
 
 
+@pytest.mark.slow
 def test_demo_regenerates_byte_for_byte_on_a_clean_checkout(built):
     before = lock_outs(built)["data/demo"]
     shutil.rmtree(built / "data" / "demo")
@@ -118,6 +170,7 @@ def test_demo_regenerates_byte_for_byte_on_a_clean_checkout(built):
     assert lock_outs(built)["data/demo"] == before == data_version(built / "data" / "demo")
 
 
+@pytest.mark.slow
 def test_a_parameter_change_reruns_only_the_stages_it_affects(built):
     set_param(built, "ingest", "resize", "center_crop")
     assert stage_status(built) == {"ingest@coco"}  # not the demo; embed and validate follow if the records change
@@ -131,6 +184,7 @@ def test_a_parameter_change_reruns_only_the_stages_it_affects(built):
     set_param(built, "validate", "max_dead_letter_fraction", threshold)
 
 
+@pytest.mark.slow
 def test_push_and_pull_round_trip_through_a_local_remote(built, tmp_path):
     before = lock_outs(built)
     dvc(built, "remote", "add", "-d", "local", str(tmp_path / "remote"))
@@ -143,6 +197,7 @@ def test_push_and_pull_round_trip_through_a_local_remote(built, tmp_path):
     assert json.loads((built / "data" / "processed" / "validation" / "validation.json").read_text())["success"]
 
 
+@pytest.mark.slow
 def test_data_dvc_versions_raw_data_users_bring(built, tmp_path):
     raw = built / "data" / "raw" / "coco" / "annotations"
     raw.mkdir(parents=True)
