@@ -22,7 +22,7 @@ and a breakdown of one request at 1 client from the server's own stage timings o
 (queue, text, generate, png) against the client's round trip, beside the round trip of a
 liveness call (the transport's floor).
 
-    python benchmarks/bench_serve.py [--requests 48] [--rounds 3] [--threads N] [--model-uri DIR] [--json OUT]
+    python benchmarks/bench_serve.py [--requests 32] [--rounds 5] [--threads N] [--model-uri DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+# both sides take their intra-op threads from the same environment, read when OpenMP and MKL
+# start (a count set later does not reach every thread and library alike): --threads N, read here
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = (
+    sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else str(os.cpu_count() or 1)
+)
+
 import grpc
 import numpy as np
 import torch
@@ -62,6 +69,7 @@ from model.sampling import TextToImage, image_noise, to_uint8
 from model.text_encoder import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
+THREADS = int(os.environ["OMP_NUM_THREADS"])
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 SHAPES = ("circle", "square", "triangle", "star", "hexagon")
 PROTOCOLS = ("V1 REST", "V2 REST", "V2 gRPC")
@@ -69,6 +77,7 @@ CLIENTS = (1, 8, 32)
 BATCH = 8  # the server's default max_batch_images: the bare throughput baseline
 HOT = [f"a {COLOURS[i % 6]} {SHAPES[i % 5]} above a {COLOURS[(i + 2) % 6]} square" for i in range(8)]
 STAGES = ("queue", "text", "generate", "png")
+SLICES = 4  # the 1-client measurements of a round, in this many turns
 TIMEOUT_S = 120  # per request: a stuck server fails the run instead of hanging it
 
 
@@ -137,7 +146,7 @@ class Server:
         self.http_port, self.grpc_port = free_port(), free_port()
         command = [sys.executable, "-m", "components.serve", "--model-uri", model_uri, "--host", "127.0.0.1"]
         command += ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), *extra]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -296,6 +305,12 @@ def breakdown(server: Server, protocol: str, *, miss: bool, requests: int, tag: 
 # --- the run ----------------------------------------------------------------------------------------------
 
 
+def joined(runs: list[dict]) -> dict:
+    """Closed-loop runs of one client taken in slices, as one run."""
+    latencies = [t for run in runs for t in run["latencies"]]
+    return {"latencies": latencies, "images_per_s": len(latencies) / sum(latencies)}
+
+
 def summary(runs: list[dict]) -> dict:
     """Medians over rounds of p50, p95 and images/s."""
     p50s, p95s = zip(*(percentiles(run["latencies"]) for run in runs), strict=True)
@@ -306,8 +321,12 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
-def measure(args, pipeline: TextToImage, model_uri: str) -> tuple[dict, dict]:
-    bare = Bare(pipeline)
+def measure(args, model_uri: str) -> tuple[dict, dict]:
+    path = resolve_model_source(model_uri).path
+    pipeline = TextToImage.from_pretrained(path)
+    batch_invariant_math(pipeline)  # the server's arithmetic (rendering.py)
+    bare, plain = Bare(pipeline), Bare(TextToImage.from_pretrained(path))
+    print(f"model {model_uri}: {pipeline.image_size}px, threads {args.threads}", file=sys.stderr)
     worker = ThreadPoolExecutor(1, thread_name_prefix="bare-worker")
     results: dict[str, list[dict]] = {}
     parts: dict[str, list[dict]] = {}
@@ -319,42 +338,52 @@ def measure(args, pipeline: TextToImage, model_uri: str) -> tuple[dict, dict]:
         "batched": Server(model_uri, threads=args.threads),
         "unbatched": Server(model_uri, threads=args.threads, extra=("--max-batch-images", "1")),
     }
+    server = servers["batched"]
+    n = args.requests
     try:
         bare.run(batch=BATCH, miss=True, iterations=3, tag="warm")
-        for name, server in servers.items():  # first requests of each server and protocol
+        plain.run(batch=BATCH, miss=True, iterations=3, tag="warm")
+        for name, each in servers.items():  # first requests of each server and protocol
             for protocol in PROTOCOLS:
-                load(server, protocol, clients=8, requests=16, miss=True, tag=f"warm-{name}-{protocol}")
+                load(each, protocol, clients=8, requests=16, miss=True, tag=f"warm-{name}-{protocol}")
         for r in range(args.rounds):
-            iterations = max(8, args.requests // 2)
+            # each round measures every setting once; the 1-client ones in slices of a few requests
+            # taken in turn with their bare baseline, so a change in the machine's load meets all sides
             for miss, kind in ((True, "miss"), (False, "hit")):
-                record(f"bare {kind} 1", bare.run(batch=1, miss=miss, iterations=iterations, tag=f"{r}"))
-                record(f"bare {kind} {BATCH}", bare.run(batch=BATCH, miss=miss, iterations=iterations // 4, tag=f"{r}"))
-            record(
-                "bare miss 1 worker", bare.run(batch=1, miss=True, iterations=iterations, tag=f"w{r}", worker=worker)
-            )
-            server = servers["batched"]
-            for protocol in PROTOCOLS:
-                for miss, kind in ((True, "miss"), (False, "hit")):
-                    for clients in CLIENTS:
-                        count = args.requests * (1 if clients == 1 else 2)
-                        tag = f"{r}-{protocol}-{kind}"
-                        record(
-                            f"{protocol} {kind} {clients}",
-                            load(server, protocol, clients=clients, requests=count, miss=miss, tag=tag),
+                slices: dict[str, list[dict]] = {}
+                for c in range(SLICES):
+                    tag = f"{r}-{c}"
+                    slices.setdefault(f"bare {kind} 1", []).append(
+                        bare.run(batch=1, miss=miss, iterations=n // SLICES, tag=tag)
+                    )
+                    if miss:
+                        slices.setdefault("bare miss 1 worker", []).append(
+                            bare.run(batch=1, miss=True, iterations=n // SLICES, tag=f"w{tag}", worker=worker)
                         )
-                    if protocol == "V1 REST":
-                        parts.setdefault(kind, []).append(
-                            breakdown(server, protocol, miss=miss, requests=args.requests // 2, tag=f"b{r}")
-                        )
-            record(
-                "unbatched miss 8",
-                load(servers["unbatched"], "V1 REST", clients=8, requests=2 * args.requests, miss=True, tag=f"u{r}"),
-            )
+                    for protocol in PROTOCOLS:
+                        run = load(server, protocol, clients=1, requests=n // SLICES, miss=miss, tag=f"{tag}{protocol}")
+                        slices.setdefault(f"{protocol} {kind} 1", []).append(run)
+                for name, runs in slices.items():
+                    record(name, joined(runs))
+            for kind in ("miss", "hit"):
+                parts.setdefault(kind, []).append(
+                    breakdown(server, "V1 REST", miss=kind == "miss", requests=n, tag=f"b{r}")
+                )
+            for miss, kind in ((True, "miss"), (False, "hit")):
+                record(f"bare {kind} {BATCH}", bare.run(batch=BATCH, miss=miss, iterations=max(2, n // 4), tag=f"{r}"))
+                for protocol in PROTOCOLS:
+                    for clients in CLIENTS[1:]:
+                        tag = f"{r}-{protocol}-{kind}-{clients}"
+                        run = load(server, protocol, clients=clients, requests=2 * n, miss=miss, tag=tag)
+                        record(f"{protocol} {kind} {clients}", run)
+            record(f"bare hit {BATCH} plain", plain.run(batch=BATCH, miss=False, iterations=max(2, n // 4), tag=""))
+            unbatched = load(servers["unbatched"], "V1 REST", clients=8, requests=2 * n, miss=True, tag=f"u{r}")
+            record("unbatched miss 8", unbatched)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-        floors = {protocol: floor(servers["batched"], protocol) for protocol in ("V1 REST", "V2 gRPC")}
+        floors = {protocol: floor(server, protocol) for protocol in ("V1 REST", "V2 gRPC")}
     finally:
-        for server in servers.values():
-            server.stop()
+        for each in servers.values():
+            each.stop()
         worker.shutdown()
     table = {name: summary(runs) for name, runs in results.items()}
     mean_parts = {kind: {k: statistics.median(p[k] for p in runs) for k in runs[0]} for kind, runs in parts.items()}
@@ -367,10 +396,12 @@ def report(table: dict, extra: dict) -> None:
         for name in (f"bare {kind} 1", f"bare {kind} {BATCH}"):
             row = table[name]
             print(f"{name + ' (batch)':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
-    row = table["bare miss 1 worker"]
-    print(
-        f"{'bare miss 1 from a worker thread':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}"
-    )
+    for name, label in (
+        (f"bare hit {BATCH} plain", f"bare hit {BATCH}, torch's own math"),
+        ("bare miss 1 worker", "bare miss 1 from a worker thread"),
+    ):
+        row = table[name]
+        print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
     for kind in ("miss", "hit"):
         for protocol in PROTOCOLS:
             for clients in CLIENTS:
@@ -393,6 +424,10 @@ def report(table: dict, extra: dict) -> None:
         "bare miss batch 1 from a worker thread vs the main thread: "
         f"{table['bare miss 1 worker']['p50_ms'] / table['bare miss 1']['p50_ms'] - 1:+.1%} p50"
     )
+    invariant, own = table[f"bare hit {BATCH}"]["images_per_s"], table[f"bare hit {BATCH} plain"]["images_per_s"]
+    print(
+        f"batch invariance (per-sample convolutions): {invariant / own:.2f}x the bare hit images/s of torch's own math"
+    )
     floors = extra["floors_ms"]
     print(
         f"transport floor (liveness round trip p50): REST {floors['V1 REST']:.2f} ms, gRPC {floors['V2 gRPC']:.2f} ms"
@@ -409,22 +444,22 @@ def report(table: dict, extra: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--requests", type=int, default=48, help="requests per setting and round at 1 client (2x beyond)"
+        "--requests", type=int, default=32, help="requests per setting and round at 1 client (2x beyond)"
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads of both sides")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=THREADS, help="intra-op threads of both sides (default: the CPUs)"
+    )
     parser.add_argument("--model-uri", help="model folder or models:/ URI (default: a random cpu-64 model)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads != THREADS:
+        parser.error("give the thread count as two words, --threads N (it is read before torch starts)")
     load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         model_uri = args.model_uri or str(write_cpu_model(Path(tmp) / "model"))
-        pipeline = TextToImage.from_pretrained(resolve_model_source(model_uri).path)
-        batch_invariant_math(pipeline)  # the server's arithmetic (rendering.py)
-        print(f"model {model_uri}: {pipeline.image_size}px, threads {args.threads}", file=sys.stderr)
-        table, extra = measure(args, pipeline, model_uri)
+        table, extra = measure(args, model_uri)
 
     load_after = os.getloadavg()
     print(
