@@ -34,6 +34,29 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A one-layer BERT with MiniLM's tokenizer, saved like any transformers model: an encoder given by path."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from model.text_encoder import DEFAULT_TEXT_ENCODER, resolve_encoder_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path(DEFAULT_TEXT_ENCODER))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def write_processed(raw_root: Path, out: Path, *, image_size: int, max_length: int = 17) -> Path:
     """Records and caption embeddings of a demo dataset in the model/data.py contract, written
     directly (no Beam): a fast fixture for training and evaluation tests; ingest has its own tests."""

@@ -9,13 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from components.embed import EmbedConfig, run_embed
 from components.embed.__main__ import parse_config
 from components.embed.handler import TextEncoderHandler, encode_batch
 from model.data import EMBEDDING_SCHEMA, RECORD_SCHEMA, embeddings_dir, embeddings_root, records_dir
-from model.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder, resolve_encoder_path
+from model.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
 
 CAPTIONS = {
     ("coco", "train"): {"1": ["a red circle", "a big red circle on the left"], "2": ["a blue square at the top"]},
@@ -37,26 +36,6 @@ def write_records(root: Path, captions=CAPTIONS) -> Path:
         for part, chunk in enumerate((rows[:1], rows[1:])):
             pq.write_table(pa.Table.from_pylist(chunk, schema=RECORD_SCHEMA), folder / f"part-{part:05d}.parquet")
     return root
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> str:
-    """A one-layer BERT with MiniLM's tokenizer, saved like any transformers model: an encoder given by path."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path(DEFAULT_TEXT_ENCODER))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def read_embeddings(root: Path, encoder: str, max_length: int, source: str, split: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Embed (Apache Beam RunInference): caption token and sentence embeddings from the frozen text encoder."""
+"""Embed (Apache Beam): caption token and sentence embeddings from the frozen text encoder."""
 
 from .config import EmbedConfig
 from .pipeline import run_embed

@@ -1,4 +1,4 @@
-"""kfp component: caption embeddings of one source's records (Beam RunInference)."""
+"""kfp component: caption embeddings of one source's records (Beam, the frozen text encoder)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output

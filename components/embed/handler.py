@@ -1,4 +1,4 @@
-"""Beam RunInference model handler for the frozen text encoder: captions in, embeddings out, in fixed batches."""
+"""Beam model handler (ModelHandler) for the frozen text encoder: captions in, embeddings out, in fixed batches."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class TextEncoderHandler(ModelHandler[str, PredictionResult, TextEncoder]):
 
     def __init__(self, *, encoder: str, max_length: int, batch_size: int):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
+        self.batch_size = batch_size
         self.encoder = encoder
         self.max_length = max_length
         self.encoded = 0

@@ -1,6 +1,6 @@
-"""The embed pipeline (Apache Beam RunInference): every caption of the ingested records, encoded once.
+"""The embed pipeline (Apache Beam): every caption of the ingested records, encoded once.
 
-    records/<source>/<split>/part-*.parquet --captions--> RunInference(frozen text encoder, fixed batches)
+    records/<source>/<split>/part-*.parquet --captions--> frozen text encoder (a Beam ModelHandler, fixed batches)
     --> embeddings/<encoder slug>-L<max length>/<source>/<split>/part-*.parquet   (EMBEDDING_SCHEMA)
         embeddings/<encoder slug>-L<max length>/encoder.json                     {name, max_length, dim, ...}
 
@@ -20,7 +20,6 @@ import time
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from components.beam_io import (
     COUNT,
@@ -38,6 +37,8 @@ from components.beam_io import (
     read_counts,
     select,
     settle,
+    shards_for,
+    stable_shard,
     write_empty_parquet,
     write_json,
 )
@@ -105,6 +106,26 @@ def to_row(keyed):
     )
 
 
+class EncodeBatches(beam.DoFn):
+    """(batch id, [(key, caption)]) -> (key, PredictionResult) through the handler, `batch_size` captions at a
+    time in key order. Not RunInference: its batches follow arrival order, and it emits its last batch in
+    finish_bundle, whose outputs the Dask runner drops (it collects a bundle's results before finish_bundle)."""
+
+    def __init__(self, handler: TextEncoderHandler):
+        self.handler = handler
+
+    def setup(self):
+        self.model = self.handler.load_model()
+
+    def process(self, group):
+        _, items = group
+        items = sorted(items)
+        for start in range(0, len(items), self.handler.batch_size):
+            chunk = items[start : start + self.handler.batch_size]
+            results = self.handler.run_inference([caption for _, caption in chunk], self.model)
+            yield from zip((key for key, _ in chunk), results, strict=True)
+
+
 def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, str], list[str]], staging: str) -> None:
     encoder, sinks, outcomes = config.encoder, [], []
     for max_length in sorted({config.max_lengths[source] for source, _ in files}):
@@ -116,10 +137,19 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, s
             | f"Read records L{max_length}" >> beam.FlatMap(read_records)
             | f"Captions L{max_length}" >> beam.FlatMap(explode)
         )
+        keyed = select(captions, RECORD, f"Keyed captions L{max_length}")
+        batches = (
+            keyed
+            | f"One key L{max_length}" >> beam.Map(lambda _: ("captions", 1))
+            | f"Count captions L{max_length}" >> beam.CombinePerKey(sum)
+            | f"Batches L{max_length}" >> beam.MapTuple(lambda key, n: (key, shards_for(n, config.batch_size)))
+        )
         rows = (
-            select(captions, RECORD, f"Keyed captions L{max_length}")
-            | f"Spread L{max_length}" >> beam.Reshuffle()
-            | f"Encode L{max_length}" >> RunInference(KeyedModelHandler(handler))
+            keyed
+            | f"Into batches L{max_length}"
+            >> beam.Map(lambda kv, n: (stable_shard(kv[0], n["captions"]), kv), n=beam.pvalue.AsDict(batches))
+            | f"Group batches L{max_length}" >> beam.GroupByKey()
+            | f"Encode L{max_length}" >> beam.ParDo(EncodeBatches(handler))
             | f"Rows L{max_length}" >> beam.FlatMap(to_row)
         )
         sinks.append(
