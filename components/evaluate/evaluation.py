@@ -22,6 +22,7 @@ import torch_fidelity
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from components import atomic
 from components.demo_data import caption_accuracy
 
 from .config import DUAL, EvalConfig
@@ -227,6 +228,7 @@ def evaluate(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.unpublish(out_dir / "evaluation.json")  # until this evaluation is complete
     pipeline, provenance = None, {}
     if model_dir is not None:
         generate, pipeline = generator_from_model_dir(model_dir, batch_size=config.generation_batch)
@@ -303,6 +305,6 @@ def evaluate(
     summary["timings"].update(
         total_seconds=round(total, 2), generated_images_per_second=round(generated_count / total, 3)
     )
-    (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2))
+    atomic.write_text(out_dir / "evaluation.json", json.dumps(summary, indent=2))  # the step's result, last
     log(f"evaluate: {json.dumps(summary['scores'])}")
     return summary

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from components import atomic
 from components.lineage import code_version
 from components.tracking import use_experiment
 
@@ -123,6 +124,7 @@ def promote(
         raise FileNotFoundError(f"no model folder (config.json) at {model_dir}: pass model_dir")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.unpublish(out_dir / "decision.json")
     mlflow_client = registry.client(tracking_uri)
 
     candidate = gate_scores(evaluation)
@@ -179,7 +181,7 @@ def promote(
     if decision.promote and move_champion:
         mlflow_client.set_registered_model_alias(name, registry.CHAMPION, version.version)
 
-    (out_dir / "decision.json").write_text(json.dumps(decision.to_dict(), indent=2))
+    atomic.write_text(out_dir / "decision.json", json.dumps(decision.to_dict(), indent=2))
     champion_now = registry.version_by_alias(mlflow_client, name, registry.CHAMPION)
     summary = {
         "promote": decision.promote,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components import atomic
 from components.data_version import data_version
 from components.lineage import code_version
 from model.training import TrainConfig
@@ -36,6 +37,7 @@ def run_training(
     launch = {"config": config.to_dict(), "tracking": tracking}
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    atomic.unpublish(run_dir / "summary.json")  # a run's summary says it finished: none until this one has
     # The Kubeflow training operator sets PET_NNODES, PET_NODE_RANK and PET_MASTER_ADDR/PORT on
     # each pod of a multi-node job; torchrun reads them, so one command serves one node or many.
     multi_node = int(os.environ.get("PET_NNODES", "1")) > 1
@@ -44,7 +46,7 @@ def run_training(
 
         return run_worker(launch)
     launch_file = run_dir / "launch.json"
-    launch_file.write_text(json.dumps(launch, indent=2))
+    atomic.write_text(launch_file, json.dumps(launch, indent=2))
     command = [
         sys.executable,
         "-m",

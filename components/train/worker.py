@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from components import atomic
 from model.training import TrainConfig, train
 
 from .tracking import MLflowReporter
@@ -56,7 +57,7 @@ def run_worker(launch: dict) -> dict:
         summary["run_id"] = reporter.run_id
         reporter.close()
     if rank == 0:
-        (Path(config.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+        atomic.write_text(Path(config.run_dir) / "summary.json", json.dumps(summary, indent=2))  # written last
     return summary
 
 

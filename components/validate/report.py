@@ -6,6 +6,8 @@ import html
 import json
 from pathlib import Path
 
+from .. import atomic
+
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
@@ -64,9 +66,10 @@ def render_html(summary: dict) -> str:
 
 
 def write_report(summary: dict, report_dir: str) -> dict[str, str]:
+    """validation.html, then validation.json (the step's result) last, each written whole."""
     folder = Path(report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": str(folder / "validation.json"), "html": str(folder / "validation.html")}
-    Path(paths["json"]).write_text(json.dumps(summary, indent=2) + "\n")
-    Path(paths["html"]).write_text(render_html(summary))
+    atomic.unpublish(paths["json"])  # until this run's report is complete
+    atomic.write_text(paths["html"], render_html(summary))
+    atomic.write_text(paths["json"], json.dumps(summary, indent=2) + "\n")
     return paths
