@@ -1,8 +1,6 @@
 """Two gloo processes, synced batch statistics and gathered negatives: the mean of their gradients
 is the gradient of one process on the concatenated batch, for both phases of the objective."""
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -61,9 +59,9 @@ def phase_gradients(rows: slice, *, synced: bool) -> dict[str, torch.Tensor]:
     return grads | {f"G.{name}": p.grad for name, p in generator.named_parameters()}
 
 
-def _worker(rank: int, port: int, out: str, synced: bool) -> None:
+def _worker(rank: int, store: str, out: str, synced: bool) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         grads = phase_gradients(slice(rank * PER_RANK, (rank + 1) * PER_RANK), synced=synced)
         for grad in grads.values():  # the training loop's step: all-reduce, divide by the world size
@@ -75,15 +73,11 @@ def _worker(rank: int, port: int, out: str, synced: bool) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def distributed_gradients(tmp_path, *, synced: bool) -> dict[str, torch.Tensor]:
-    out = str(tmp_path / f"grads-{synced}.safetensors")
-    mp.spawn(_worker, args=(free_port(), out, synced), nprocs=WORLD, join=True)
+    # Rendezvous through a file, not a port: a free port picked here can be taken by any other process on
+    # the machine before the store binds it (other tests, torchrun jobs), and the spawn then fails.
+    out, store = str(tmp_path / f"grads-{synced}.safetensors"), str(tmp_path / f"store-{synced}")
+    mp.spawn(_worker, args=(store, out, synced), nprocs=WORLD, join=True)
     return load_file(out)
 
 

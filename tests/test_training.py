@@ -1,7 +1,6 @@
 """Training: distributed gradients, exact resume after a kill, checkpoint integrity, MLflow tracking."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -142,9 +141,9 @@ def _global_batch(arrays_folder: str, size: int):
     return real, TextEmbedding(words.double(), mask, sentence.double()), z.double()
 
 
-def _rank_worker(rank: int, arrays_folder: str, out: str, port: int, sync: bool) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _rank_worker(rank: int, arrays_folder: str, out: str, store: str, sync: bool) -> None:
+    # Rendezvous through a file, not a free port that another process may take before the store binds it.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
     real, text, z = _global_batch(arrays_folder, 8)
@@ -153,14 +152,6 @@ def _rank_worker(rank: int, arrays_folder: str, out: str, port: int, sync: bool)
     if rank == 0:
         torch.save(grads, out)
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -178,7 +169,7 @@ def test_two_processes_compute_the_gradients_of_one(processed_demo, tmp_path, sy
         )
     )
     out = tmp_path / "rank0.pt"
-    mp.spawn(_rank_worker, args=(folder, str(out), _free_port(), sync), nprocs=2, join=True)
+    mp.spawn(_rank_worker, args=(folder, str(out), str(tmp_path / "store"), sync), nprocs=2, join=True)
     distributed = torch.load(out, weights_only=True)
 
     real, text, z = _global_batch(folder, 8)
