@@ -324,6 +324,22 @@ def test_every_bad_input_is_in_the_dead_letters_with_its_reason(bad_run):
         )
 
 
+def test_no_record_is_written_without_a_usable_caption(bad_run):
+    _, out, _, letters = bad_run
+    for source in ("coco", "ln_coco"):
+        records = read_records(out, source, "train")
+        assert records and all(r["captions"] and all(c.strip() for c in r["captions"]) for r in records)
+        assert "33" not in {r["image_id"] for r in records}  # image 33 decodes fine, but has nothing to learn from
+    (coco_33,) = [d for d in letters["coco"] if d["location"].endswith("images[22]")]
+    assert coco_33["reason"].startswith("no usable caption: every caption was refused")
+
+
+def test_a_decompression_bomb_is_refused_at_the_configured_limit(tmp_path):
+    image = encode(two_colour(300, 200), "PNG")
+    with pytest.raises(Rejected, match=r"declares 300x200 = 60000 pixels > max_image_pixels=50000"):
+        process_image(image, settings=ImageSettings(size=16, max_pixels=50_000))
+
+
 def test_dead_letters_account_for_every_rejection(bad_run):
     _, _, summary, letters = bad_run
     for source, counts in summary["sources"].items():

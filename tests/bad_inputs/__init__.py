@@ -117,6 +117,7 @@ def write_bad_corpus(root: Path) -> Corpus:
     for name, data in _images().items():
         (root / "train2017" / name).write_bytes(data)
     (root / "val2017" / "000000000100.jpg").write_bytes(encode(two_colour(64, 48), "JPEG"))
+    (root / "train2017" / "000000000033.jpg").write_bytes(encode(two_colour(64, 48), "JPEG"))  # a good image...
 
     def image(image_id, file_name):
         return {"id": image_id, "file_name": file_name, "width": 64, "height": 48}
@@ -144,6 +145,7 @@ def write_bad_corpus(root: Path) -> Corpus:
         {"id": 30, "width": 64},  # missing file_name
         {"id": "31", "file_name": "000000000001.jpg"},  # id of the wrong type
         image(32, "../../etc/passwd"),  # a path, not a file name
+        image(33, "000000000033.jpg"),  # ...whose every caption is refused
     ]
     annotations = [
         {"id": 100 + i, "image_id": i, "caption": f"a red and blue picture number {i}"} for i in range(1, 18)
@@ -158,6 +160,8 @@ def write_bad_corpus(root: Path) -> Corpus:
         {"id": 205, "image_id": 1},
         {"id": 206, "image_id": "1", "caption": "image id as text"},
         {"id": 207, "image_id": 9, "caption": "belongs to the rejected second id of image 1"},
+        {"id": 208, "image_id": 33, "caption": ""},
+        {"id": 209, "image_id": 33, "caption": " \n "},
     ]
     (root / "annotations" / "captions_train2017.json").write_text(
         json.dumps({"info": {}, "licenses": [], "images": images, "annotations": annotations})
@@ -189,6 +193,7 @@ def write_bad_corpus(root: Path) -> Corpus:
         narrative("17", "A photo stored sideways."),  # 11: EXIF-rotated
         b"",  # 12: a blank line is not a record
         narrative("../1", "an id that is a path"),  # 13
+        narrative("33", "   "),  # 14: the only narrative of image 33, and unusable
     ]
     (root / "annotations" / "coco_train_localized_narratives.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (root / "annotations" / "coco_val_localized_narratives.jsonl").write_bytes(
@@ -228,6 +233,15 @@ def write_bad_corpus(root: Path) -> Corpus:
         Case("10k-character narrative", *ln, "caption", "caption of 10000 characters exceeds", ".jsonl:9"),
         Case("narrative of a missing image", *ln, "read", "image file not found", ".jsonl:10"),
         Case("narrative id that is a path", *ln, "schema", "is not a ln_coco image id", ".jsonl:13"),
+        Case("every caption refused", *coco, "caption", "annotations[26]: empty caption", "images[22]"),
+        Case(
+            "every caption refused, reasons",
+            *coco,
+            "caption",
+            "annotations[27]: caption is only whitespace",
+            "images[22]",
+        ),
+        Case("every narrative refused", *ln, "caption", "no usable caption", ".jsonl:14"),
     )
     written = {
         coco: {"1", "8", "12", "13", "14", "15", "16", "17"},
