@@ -175,6 +175,11 @@ def test_config_rejects_limits_that_cannot_be_met():
         ServeConfig(max_images_per_request=32, max_queued_images=16)
     with pytest.raises(ValueError, match="max_prompts must be at least 1"):
         ServeConfig(max_prompts=0)
+    with pytest.raises(ValueError, match="grpc_port and http_port must differ, both are 9000"):
+        ServeConfig(http_port=9000, grpc_port=9000)
+    ServeConfig(http_port=9000, grpc_port=9000, enable_grpc=False)  # no gRPC, no clash
+    with pytest.raises(ValueError, match="prompt_cache_entries and prompt_cache_mib must not be negative"):
+        ServeConfig(prompt_cache_mib=-1)
 
 
 # --- micro-batcher --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""python -m components.serve [--model-uri URI] [options]: serve the generator over KServe V1 and V2."""
+"""python -m components.serve [--model-uri URI] [options]: serve the generator over KServe V1 and V2, REST and gRPC."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ HELP = {
     "model_name": "name on the endpoint paths /v1/models/NAME:predict and /v2/models/NAME/infer",
     "host": "address to listen on (0.0.0.0 in a container, 127.0.0.1 for a local test)",
     "http_port": "HTTP port",
+    "enable_grpc": "serve V2 (Open Inference Protocol) over gRPC too",
+    "grpc_port": "gRPC port",
     "device": "torch device for the generator and text encoder (cpu, cuda, cuda:1)",
     "max_prompts": "most prompts in one request",
     "max_images_per_prompt": "most images per prompt",
@@ -24,8 +26,10 @@ HELP = {
     "max_body_bytes": "largest request body in bytes (413 beyond)",
     "max_connections": "most open connections and in-flight requests (503 beyond)",
     "max_batch_images": "most images in one generator call, gathered across requests",
-    "batch_wait_ms": "how long a batch waits for more requests after its first (milliseconds)",
+    "batch_wait_ms": "longest wait of a batch for more requests while others are in the server (milliseconds)",
     "max_queued_images": "most images waiting across requests before new requests get 503",
+    "prompt_cache_entries": "most prompt embeddings kept for prompts seen before (0: no cache)",
+    "prompt_cache_mib": "most memory of the kept prompt embeddings, in MiB",
 }
 
 
