@@ -23,7 +23,7 @@ def _yaml_value(text: str):
 
 def _argument_type(annotation) -> typing.Callable[[str], object]:
     name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    plain = name.replace(" ", "")
+    plain = name.replace(" ", "").removesuffix("|None")  # None: "not set", the option's absence
     if plain in ("int",):
         return int
     if plain in ("float",):
@@ -49,12 +49,14 @@ def _boolean(text: str) -> bool:
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, helps: dict[str, str]) -> None:
     """One `--field-name` option per dataclass field; fields without a default are required."""
     for field in dataclasses.fields(config_class):
+        if not field.metadata.get("option", True):  # filled in by the program, never set by hand
+            continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default if field.default is not MISSING else (
             field.default_factory() if field.default_factory is not MISSING else MISSING
         )  # fmt: skip
         help_text = helps.get(field.name, "")
-        if default is MISSING:
+        if default is MISSING or default is None:  # required, or "not set" (the help says what then)
             parser.add_argument(flag, dest=field.name, type=_argument_type(field.type), default=None, help=help_text)
         else:
             parser.add_argument(
@@ -74,7 +76,10 @@ def config_from_arguments(
     section = dict(section or {})
     if unknown := set(section) - names:
         parser.error(f"unknown options in params section: {sorted(unknown)} (known: {sorted(names)})")
-    values = {**section, **{k: v for k, v in vars(args).items() if k in names and v is not None}}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values = {**section, **given}
+    if "origins" in names:  # the config records where each explicitly set value came from
+        values["origins"] = {**{k: "params.yaml" for k in section}, **{k: "command line" for k in given}}
     required = [
         f.name
         for f in dataclasses.fields(config_class)

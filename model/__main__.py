@@ -1,4 +1,4 @@
-"""`python -m model`: the preset table with parameter counts of each network.
+"""`python -m model`: the preset table with parameter counts of each network, and each preset's recipe.
 
 Counts depend on the text width (the sentence projections and region layers): shown for
 BERT-base (768, the authors' encoder) and MiniLM-L6 (384, the offline default here).
@@ -62,6 +62,8 @@ def main() -> None:
     for name, row in first.items():
         print(f"{name}: {row['description']}")
         print(f"    widths {row['widths']}; attention {row['attention']}; VGG loss {row['vgg']}")
+        recipe = PRESETS[name].recipe
+        print("    recipe " + ", ".join(f"{key} {list(v) if isinstance(v, tuple) else v}" for key, v in recipe.items()))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .checkpoint import load_latest_checkpoint, save_checkpoint
-from .config import LossConfig, preset
+from .config import PRESETS, RECIPE_FIELDS, LossConfig, preset
 from .discriminator import Discriminator
 from .distributed import rank as process_rank
 from .distributed import world_size
@@ -54,7 +54,11 @@ DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a run needs; written to <run_dir>/config.json. Schedules count images seen
-    (real images shown to the discriminator), so they mean the same at any batch size."""
+    (real images shown to the discriminator), so they mean the same at any batch size.
+
+    The training recipe (model.config.RECIPE_FIELDS: batch, Adam, D steps, flips, EMA, length) comes
+    from the preset; a recipe field given here (not None) overrides it, and `origins` records which
+    values are the preset's."""
 
     run_dir: str
     data_root: str
@@ -64,21 +68,22 @@ class TrainConfig:
     preset: str = "cpu-64"
     model_overrides: dict = field(default_factory=dict)
     loss_overrides: dict = field(default_factory=dict)
-    batch_size: int = 32  # global batch of one optimiser step, over all processes and accumulation steps
-    grad_accumulation: int = 1
-    d_steps_per_g_step: int = 2
-    g_lr: float = 1e-4
-    d_lr: float = 4e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    horizontal_flip: bool = True  # the authors' augmentation; off when captions name left and right (demo data)
+    # The recipe: None takes the preset's value.
+    batch_size: int | None = None  # global batch of one optimiser step, over all processes and accumulation steps
+    d_steps_per_g_step: int | None = None
+    g_lr: float | None = None
+    d_lr: float | None = None
+    betas: tuple[float, float] | None = None  # Adam
+    horizontal_flip: bool | None = None  # the authors' augmentation; off when captions name left and right
     # EMA of G as a half-life in images seen (NVlabs/stylegan3): the authors' decay of 0.999 per
-    # iteration of 2 x 56 images is a half-life of 112 * ln 0.5 / ln 0.999 = 77,594 images. Early
-    # on, the half-life is `ema_rampup` x images seen, so a short run's EMA forgets the random
-    # initialisation (at 0.999 per step, 375 steps would still hold 69 % of it); 0 turns that off.
-    ema_half_life_images: float = 77_594
+    # iteration of 2 x 56 images is a half-life of 112 * ln 0.5 / ln 0.999 = 77,594 images.
+    ema_half_life_images: float | None = None
+    total_images: int | None = None  # the budget: training stops after this many real images
+    # Early on, the EMA half-life is `ema_rampup` x images seen, so a short run's EMA forgets the
+    # random initialisation (at 0.999 per step, 375 steps would still hold 69 % of it); 0 turns that off.
     ema_rampup: float = 0.05
-    total_images: int = 100_000
-    time_limit_minutes: float = 0.0  # 0: no limit; else stop (and checkpoint) at the first tick past it
+    grad_accumulation: int = 1
+    time_limit_minutes: float = 0.0  # 0: no limit; else also stop (and checkpoint) at the first tick past it
     tick_images: int = 2_000
     checkpoint_images: int = 20_000
     sample_every_ticks: int = 5
@@ -89,8 +94,20 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     compile: bool = False
     provenance: dict = field(default_factory=dict)  # data version, code version, run id: copied into the model
+    # field -> where its value came from: the preset's recipe (filled in here), params.yaml, the command line
+    origins: dict = field(default_factory=dict, metadata={"option": False})
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"invalid training config: unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        recipe = PRESETS[self.preset].recipe
+        origins = dict(self.origins)
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, recipe[name])
+                origins[name] = f"preset {self.preset}"
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "origins", origins)
         problems = []
         if self.batch_size < 1 or self.grad_accumulation < 1 or self.d_steps_per_g_step < 1:
             problems.append("batch_size, grad_accumulation and d_steps_per_g_step must be at least 1")
@@ -98,6 +115,9 @@ class TrainConfig:
             problems.append("ema_half_life_images must be positive and ema_rampup at least 0")
         if self.total_images < 1 or self.tick_images < 1 or self.checkpoint_images < 1:
             problems.append("total_images, tick_images and checkpoint_images must be positive")
+        if not (self.g_lr > 0 and self.d_lr > 0 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            problems.append(f"g_lr and d_lr must be positive and betas two numbers in [0, 1), got "
+                            f"{self.g_lr}, {self.d_lr}, {list(self.betas)}")  # fmt: skip
         unknown = set(self.sources) - set(self.max_lengths)
         if unknown:
             problems.append(f"sources {sorted(unknown)} have no max length in max_lengths {self.max_lengths}")
@@ -113,7 +133,7 @@ class TrainConfig:
         if unknown := set(values) - known:
             raise ValueError(f"unknown training options: {sorted(unknown)}")
         tuples = {"sources", "betas"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
 
 
 class Reporter(Protocol):

@@ -59,15 +59,9 @@ def xmcgan_pipeline(
     max_dead_letter_fraction: float = 0.01,
     # training (one source per model, as in the paper: COCO captions or Localized Narratives)
     train_source: str = "coco",
-    preset: str = "cpu-64",
-    batch_size: int = 32,
-    total_images: int = 1_000_000,
-    time_limit_minutes: float = 0.0,
-    g_lr: float = 1e-4,  # the authors' Adam settings; the demo's short run uses faster ones (params.yaml)
-    d_lr: float = 4e-4,
-    adam_beta1: float = 0.5,
-    adam_beta2: float = 0.999,
-    horizontal_flip: bool = True,
+    preset: str = "cpu-64",  # architecture and training recipe (model/config.py PRESETS)
+    train_overrides: dict = {},  # noqa: B006 - TrainConfig fields set explicitly over the preset's recipe
+    time_limit_minutes: float = 0.0,  # 0: the preset's image budget alone decides when training ends
     gpus: int = 0,
     runs_root: str = "/runs",
     tracking_uri: str = "",
@@ -82,6 +76,7 @@ def xmcgan_pipeline(
     model_name: str = "xmcgan",
     max_fid: float = 150.0,
     min_rprecision: float = 0.1,
+    min_caption_accuracy: float = 0.0,  # the demo gates on it too (params.yaml); real data has no such check
     fid_tolerance: float = 5.0,
     rprecision_tolerance: float = 0.02,
     # deploy
@@ -130,14 +125,8 @@ def xmcgan_pipeline(
         source=train_source,
         max_lengths=max_lengths,
         preset=preset,
-        batch_size=batch_size,
-        total_images=total_images,
+        train_overrides=train_overrides,
         time_limit_minutes=time_limit_minutes,
-        g_lr=g_lr,
-        d_lr=d_lr,
-        adam_beta1=adam_beta1,
-        adam_beta2=adam_beta2,
-        horizontal_flip=horizontal_flip,
         gpus=gpus,
         runs_root=runs_root,
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -169,6 +158,7 @@ def xmcgan_pipeline(
         tracking_uri=tracking_uri,
         max_fid=max_fid,
         min_rprecision=min_rprecision,
+        min_caption_accuracy=min_caption_accuracy,
         fid_tolerance=fid_tolerance,
         rprecision_tolerance=rprecision_tolerance,
     ).set_display_name("gate")

@@ -67,3 +67,15 @@ def test_gate_config_is_validated():
         GateConfig(fid_tolerance=-1.0)
     with pytest.raises(ValueError, match="unknown gate config keys"):
         GateConfig.from_dict({"max_fid": 1.0, "max_fidd": 2.0})
+
+
+def test_caption_accuracy_is_gated_only_when_asked():
+    demo = GateConfig(max_fid=50.0, min_rprecision=0.3, min_caption_accuracy=0.6)
+    assert decide(scores(40.0, 0.5, caption_accuracy=0.61), None, demo).promote
+    low = decide(scores(40.0, 0.5, caption_accuracy=0.59), None, demo)
+    assert not low.promote and "FAIL: caption accuracy 0.59 < 0.6" in low.reasons
+    missing = decide(scores(40.0, 0.5), None, demo)
+    assert not missing.promote and any("has none" in r for r in missing.reasons)
+    assert decide(scores(40.0, 0.5, caption_accuracy=0.0), None, GATE).promote  # 0: not gated
+    with pytest.raises(ValueError, match="min_caption_accuracy must be in"):
+        GateConfig(min_caption_accuracy=1.5)

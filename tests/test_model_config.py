@@ -74,3 +74,31 @@ def test_unknown_names_are_rejected():
         ModelConfig.from_dict({"g_width": 3})
     with pytest.raises(ValueError, match="unknown options \\['gamma'\\]"):
         LossConfig().replace(gamma=1.0)
+
+
+def test_a_preset_carries_its_training_recipe_and_explicit_settings_win(tmp_path):
+    from model.config import AUTHORS_RECIPE, RECIPE_FIELDS
+    from model.training import TrainConfig
+
+    authors = TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), preset="xmcgan-128")
+    assert {name: getattr(authors, name) for name in RECIPE_FIELDS} == AUTHORS_RECIPE
+    assert (authors.batch_size, authors.g_lr, authors.d_lr, authors.betas) == (56, 1e-4, 4e-4, (0.5, 0.999))
+    assert authors.horizontal_flip and authors.origins["g_lr"] == "preset xmcgan-128"
+    demo = TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), preset="cpu-64", g_lr=3e-4)
+    assert demo.g_lr == 3e-4 and "g_lr" not in demo.origins  # set explicitly
+    assert not demo.horizontal_flip and demo.origins["horizontal_flip"] == "preset cpu-64"
+    assert demo.total_images == PRESETS["cpu-64"].recipe["total_images"]  # a budget in images
+    assert TrainConfig.from_dict(demo.to_dict()) == demo  # the resolved config round-trips
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), preset="nope")
+
+
+def test_the_command_line_records_where_each_setting_came_from(tmp_path):
+    from components.train.__main__ import parse_arguments
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  preset: xmcgan-128\n  d_lr: 2.0e-4\n")
+    config, _ = parse_arguments(["--params", str(params), "--run-dir", "r", "--data-root", "d", "--g-lr", "5e-5"])
+    assert (config.g_lr, config.d_lr, config.batch_size) == (5e-5, 2e-4, 56)
+    assert config.origins["g_lr"] == "command line" and config.origins["d_lr"] == "params.yaml"
+    assert config.origins["batch_size"] == "preset xmcgan-128"

@@ -20,6 +20,7 @@ from .promotion import promote
 HELP = {
     "max_fid": "promote only with FID at most this",
     "min_rprecision": "promote only with R-precision (R@1) at least this",
+    "min_caption_accuracy": "on the demo data, promote only with caption accuracy at least this (0: not gated)",
     "fid_tolerance": "how much worse than the champion's FID the candidate may be",
     "rprecision_tolerance": "how much below the champion's R-precision the candidate may be",
     "reevaluate_champion": "score the champion on the candidate's evaluation when it has no such scores",

@@ -18,6 +18,7 @@ def gate(
     tracking_uri: str,
     max_fid: float,
     min_rprecision: float,
+    min_caption_accuracy: float,
     fid_tolerance: float,
     rprecision_tolerance: float,
     decision: Output[Artifact],
@@ -38,6 +39,7 @@ def gate(
         gate=GateConfig(
             max_fid=max_fid,
             min_rprecision=min_rprecision,
+            min_caption_accuracy=min_caption_accuracy,
             fid_tolerance=fid_tolerance,
             rprecision_tolerance=rprecision_tolerance,
         ),

@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, fields
 class GateConfig:
     max_fid: float = 150.0  # absolute ceiling; the demo's 64 px shapes sit far above COCO's ~10 (paper: 9.33)
     min_rprecision: float = 0.1  # absolute floor of R@1 (chance is 1 / candidates = 0.01)
+    # On the demo data: floor of the fraction of caption facts the generated pixels confirm
+    # (components.demo_data); 0 leaves it ungated (real data has no pixel-checkable facts).
+    min_caption_accuracy: float = 0.0
     fid_tolerance: float = 5.0  # the candidate may be worse than the champion by at most this much FID
     rprecision_tolerance: float = 0.02  # ... and by at most this much R@1
     reevaluate_champion: bool = True  # score the champion on the candidate's evaluation when it has no such score
@@ -19,8 +22,9 @@ class GateConfig:
             for f in fields(self)
             if f.type == "float" and not getattr(self, f.name) >= 0
         ]
-        if not 0 <= self.min_rprecision <= 1:
-            problems.append(f"min_rprecision must be in [0, 1], got {self.min_rprecision}")
+        for name in ("min_rprecision", "min_caption_accuracy"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if problems:
             raise ValueError("invalid gate config: " + "; ".join(problems))
 
@@ -66,6 +70,15 @@ def decide(candidate: dict, champion: dict | None, config: GateConfig) -> Decisi
             f"{config.min_rprecision:.4g}",
         )
     )
+    if config.min_caption_accuracy > 0:
+        accuracy = candidate.get("caption_accuracy")
+        if accuracy is None:
+            checks.append((False, "caption accuracy is gated but the evaluation has none (was it run with demo_shapes?)"))
+        else:
+            holds = accuracy >= config.min_caption_accuracy
+            checks.append(
+                (holds, f"caption accuracy {accuracy:.4g} {'>=' if holds else '<'} {config.min_caption_accuracy:.4g}")
+            )
     if champion is None:
         checks.append((True, "no champion yet: the first model to pass the thresholds becomes champion"))
     elif champion.get("evaluation_key") != candidate["evaluation_key"]:

@@ -1,7 +1,7 @@
 """python -m components.train --data-root DIR --run-dir DIR [options]: train XMC-GAN.
 
-Options come from model.training.TrainConfig (defaults < params.yaml `train` section < command
-line). With --nproc-per-node N > 1 the run starts N processes through torchrun (one per GPU, or
+Options come from model.training.TrainConfig (defaults < the preset's recipe < params.yaml `train`
+section < command line); config.json in the run folder records where each value came from. With --nproc-per-node N > 1 the run starts N processes through torchrun (one per GPU, or
 gloo processes on CPU).
 """
 
@@ -24,19 +24,19 @@ HELP = {
     "sources": "sources to train on, YAML list (coco, ln_coco, ln_open_images)",
     "encoder": "text encoder whose embeddings to use (hub name or path)",
     "max_lengths": "token length per source, YAML map",
-    "preset": "model preset: cpu-64, xmcgan-128, xmcgan-256",
+    "preset": "architecture and training recipe: cpu-64 (the demo), xmcgan-128, xmcgan-256 (the authors')",
     "model_overrides": "model config fields to override, YAML map",
     "loss_overrides": "loss config fields to override (weights, temperature, ...), YAML map",
-    "batch_size": "global batch per optimiser step over all processes",
+    "batch_size": "global batch per optimiser step over all processes (default: the preset's)",
     "grad_accumulation": "micro-batches per optimiser step",
-    "d_steps_per_g_step": "discriminator steps per generator step",
-    "g_lr": "generator learning rate",
-    "d_lr": "discriminator learning rate",
-    "betas": "Adam betas, YAML list",
-    "horizontal_flip": "flip training images at random (off when captions name left and right)",
-    "ema_half_life_images": "half-life of the generator's EMA in images seen",
+    "d_steps_per_g_step": "discriminator steps per generator step (default: the preset's)",
+    "g_lr": "generator learning rate (default: the preset's)",
+    "d_lr": "discriminator learning rate (default: the preset's)",
+    "betas": "Adam betas, YAML list (default: the preset's)",
+    "horizontal_flip": "flip training images at random; off when captions name left and right (default: the preset's)",
+    "ema_half_life_images": "half-life of the generator's EMA in images seen (default: the preset's)",
     "ema_rampup": "early half-life = this x images seen, until ema_half_life_images (0: off)",
-    "total_images": "stop after this many real images",
+    "total_images": "the budget: stop after this many real images (default: the preset's)",
     "time_limit_minutes": "also stop at the first tick after this many minutes (0: no limit)",
     "tick_images": "log losses and throughput every this many images",
     "checkpoint_images": "checkpoint every this many images",

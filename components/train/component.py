@@ -12,14 +12,8 @@ def train(
     source: str,
     max_lengths: dict,
     preset: str,
-    batch_size: int,
-    total_images: int,
+    train_overrides: dict,
     time_limit_minutes: float,
-    g_lr: float,
-    d_lr: float,
-    adam_beta1: float,
-    adam_beta2: float,
-    horizontal_flip: bool,
     gpus: int,
     runs_root: str,
     run_name: str,
@@ -31,6 +25,8 @@ def train(
 ) -> str:
     """The trained generator (EMA weights) as a model folder; returns the MLflow run id.
 
+    The preset gives the architecture and the training recipe; `train_overrides` sets any
+    model.training.TrainConfig field explicitly (e.g. {"g_lr": 2e-4, "total_images": 50000}).
     Checkpoints go to <runs_root>/<run_name>: a retried step resumes from them."""
     import shutil
     from pathlib import Path
@@ -38,21 +34,19 @@ def train(
     from components.train.launch import run_training
     from model.training import TrainConfig
 
-    config = TrainConfig(
-        run_dir=str(Path(runs_root) / run_name),
-        data_root=dataset.path,
-        sources=(source,),
-        max_lengths={name: int(length) for name, length in max_lengths.items()},  # JSON numbers arrive as floats
-        preset=preset,
-        batch_size=batch_size,
-        total_images=total_images,
-        time_limit_minutes=time_limit_minutes,
-        g_lr=g_lr,
-        d_lr=d_lr,
-        betas=(adam_beta1, adam_beta2),
-        horizontal_flip=horizontal_flip,
-        seed=seed,
-        provenance={"dataset_data_version": dataset.metadata.get("data_version", "")},
+    config = TrainConfig.from_dict(
+        {
+            "run_dir": str(Path(runs_root) / run_name),
+            "data_root": dataset.path,
+            "sources": (source,),
+            "max_lengths": {name: int(length) for name, length in max_lengths.items()},  # JSON numbers arrive as floats
+            "preset": preset,
+            "time_limit_minutes": time_limit_minutes,
+            "seed": seed,
+            "provenance": {"dataset_data_version": dataset.metadata.get("data_version", "")},
+            **train_overrides,
+            "origins": {name: "pipeline train_overrides" for name in train_overrides},
+        }
     )
     summary = run_training(
         config=config,
