@@ -132,8 +132,12 @@ def built(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_repro_builds_every_dataset_from_the_demo(built):
     processed = built / "data" / "processed"
+    shards = {}
     for split in ("train", "val"):
-        assert len(list((processed / "records" / "coco" / split).glob("part-*.parquet"))) > 1  # 8 kB shards
+        names = sorted(p.name for p in (processed / "records" / "coco" / split).glob("part-*.parquet"))
+        shards[split] = n = len(names)
+        assert names == [f"part-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+    assert shards["train"] > 1  # 12 records of ~2 kB at 8 kB per shard: the count follows the size
     counts = json.loads((processed / "counts" / "coco.json").read_text())
     assert counts["splits"]["train"]["images"] == {"in": 12, "written": 12, "rejected": 0}
     assert list((processed / "dead_letter" / "coco").glob("*.jsonl"))
