@@ -60,18 +60,22 @@ class _DropInMemoryWarning(logging.Filter):
 def make_pipeline(
     runner: str, beam_args: Iterable[str] = (), *, local_workers: int = 1, local_mode: str = "threads"
 ) -> beam.Pipeline:
-    """A pipeline on `runner` (named explicitly: Beam's default would first try to download Prism); on the local
-    runners, `local_workers` threads or processes. `beam_args` come last and win."""
+    """A pipeline on `runner`; on the local runners, `local_workers` threads or processes. Locally it is always
+    the FnApiRunner itself: the DirectRunner would first try to download Prism and run there. `beam_args` come
+    last and win."""
     beam_args = list(beam_args)
-    if runner not in LOCAL_RUNNERS or local_workers == 1:
+    if runner not in LOCAL_RUNNERS:
         return beam.Pipeline(options=PipelineOptions(["--runner", runner, *beam_args]))
     if local_mode not in LOCAL_MODES:
         raise ValueError(f"local_mode must be one of {list(LOCAL_MODES)}, got {local_mode!r}")
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
+
+    if local_workers == 1:
+        return beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(beam_args))
     workers = ["--direct_num_workers", str(local_workers)]
     if local_mode == "processes":
-        options = ["--runner", runner, *workers, "--direct_running_mode", "multi_processing", *beam_args]
-        return beam.Pipeline(options=PipelineOptions(options))
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
+        options = PipelineOptions([*workers, "--direct_running_mode", "multi_processing", *beam_args])
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
     from apache_beam.transforms.environments import EmbeddedPythonGrpcEnvironment, python_sdk_capabilities
 
     fn_runner._LOGGER.addFilter(_DropInMemoryWarning())
