@@ -63,11 +63,61 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def profile_parts(generator, discriminator, vgg, loss, batch, opt_g, opt_d, generator_ema, repeats: int) -> dict:
+    """Median seconds of each part of an iteration, each run on its own (the G step's parts add up
+    to one G step: its D pass is the D forward + backward reached through the fakes)."""
+
+    def timed(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    b = batch()
+    parts = {}
+    with torch.no_grad():
+        parts["G forward, no grad"] = timed(lambda: generator(b["z"], b["text"]))
+    fake = generator(b["z"], b["text"]).detach()
+
+    def d_only():
+        opt_d.zero_grad(set_to_none=True)
+        both = discriminator(torch.cat([b["real"], fake]), torch.cat([b["text"].sentence] * 2))
+        real_out, fake_out = both.split(len(fake))
+        total = loss._info_nce(real_out.image_features, real_out.sentence_features)
+        total = total + loss._word_loss(real_out.region_features, b["text"]) + fake_out.logits.mean()
+        total.backward()
+
+    parts["D forward + backward + losses, real + fake"] = timed(d_only)
+    parts["G step: G forward + backward"] = timed(lambda: generator(b["z"], b["text"]).square().mean().backward())
+
+    def through_d():
+        image = fake.clone().requires_grad_(True)
+        out = discriminator(image, b["text"].sentence)
+        (out.logits.mean() + loss._info_nce(out.image_features, out.sentence_features)
+         + loss._word_loss(out.region_features, b["text"])).backward()  # fmt: skip
+
+    parts["G step: D forward + backward to the fakes, its losses"] = timed(through_d)
+    if vgg is not None:
+        def vgg_part():
+            image = fake.clone().requires_grad_(True)
+            with torch.no_grad():
+                real_features = vgg(b["real"])
+            loss._info_nce(vgg(image), real_features).backward()
+
+        parts["G step: VGG-19 forward (real, fake) + backward (fake)"] = timed(vgg_part)
+    parts["Adam steps (D and G) + EMA"] = timed(lambda: (opt_d.step(), opt_g.step(), ema_update(generator_ema, generator, decay=0.999)))
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-64", choices=sorted(PRESETS))
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--d-steps", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=None, help="default: the preset's recipe")
+    parser.add_argument("--d-steps", type=int, default=None, help="default: the preset's recipe")
+    parser.add_argument("--profile", action="store_true", help="also time each part of an iteration on its own")
     parser.add_argument("--tokens", type=int, default=17, help="caption length in tokens (17 COCO, 64 LN)")
     parser.add_argument("--text-dim", type=int, default=384)
     parser.add_argument("--iterations", type=int, default=5)
@@ -77,6 +127,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    recipe = PRESETS[args.preset].recipe
+    args.batch = args.batch or recipe["batch_size"]
+    args.d_steps = args.d_steps or recipe["d_steps_per_g_step"]
 
     model_overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in parse_overrides(args.model).items()}
     model_config, loss_config = preset(args.preset, text_dim=args.text_dim, **model_overrides)
@@ -152,6 +205,17 @@ def main() -> None:
     print(f"  real images/s: {args.d_steps * b / iteration:.1f}  ({args.d_steps} fresh batches of {b} per iteration)")
     print(f"  matmul peak (baseline, same run): {peak / 1e9:.1f} GFLOP/s")
     print(f"  achieved: {achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.3f} x peak")
+    if args.profile:
+        parts = profile_parts(generator, discriminator, vgg, loss, batch, opt_g, opt_d, generator_ema, args.iterations)
+        parts["iteration (measured above)"] = iteration
+        pieces = args.d_steps * (parts["G forward, no grad"] + parts["D forward + backward + losses, real + fake"])
+        pieces += sum(parts[k] for k in parts if k.startswith(("G step:", "Adam")))
+        parts["rest (Python, allocation)"] = iteration - pieces
+        print(f"  where an iteration's time goes ({args.d_steps} D steps + 1 G step; medians of {args.iterations}):")
+        counts = {"G forward, no grad": args.d_steps, "D forward + backward + losses, real + fake": args.d_steps}
+        for name, seconds in parts.items():
+            total = seconds * counts.get(name, 1)
+            print(f"    {name:<58} {total * 1e3:8.1f} ms  {total / iteration:6.1%}")
 
 
 if __name__ == "__main__":

@@ -39,26 +39,23 @@ def parse_sets(items: list[str]) -> dict:
     return values
 
 
-def train_run(args: argparse.Namespace) -> Path:
+def train_run(*, out: Path, data_root: Path, preset: str, seed: int, settings: dict, every: int | None = None) -> Path:
+    """Train into out/run with the preset's recipe and `settings` (TrainConfig fields); returns the run folder."""
     from model.training import TrainConfig, train
 
     config = TrainConfig.from_dict(
         {
-            "run_dir": str(args.out / "run"),
-            "data_root": str(args.data_root),
-            "preset": args.preset,
-            "seed": args.seed,
+            "run_dir": str(out / "run"),
+            "data_root": str(data_root),
+            "preset": preset,
+            "seed": seed,
             "workers": 0,
-            "checkpoint_images": args.every,
             "keep_checkpoints": 10_000,
-            **parse_sets(args.set),
-            "total_images": args.images,
+            **({"checkpoint_images": every} if every else {}),
+            **settings,
         }
     )
-    started = time.perf_counter()
-    summary = train(config)
-    seconds = time.perf_counter() - started
-    print(f"trained {summary['images_seen']} images in {seconds / 60:.1f} min ({summary['images_seen'] / seconds:.1f} images/s)")
+    train(config)
     return Path(config.run_dir)
 
 
@@ -89,22 +86,23 @@ def model_folders(run_dir: Path, out: Path) -> list[tuple[int, Path]]:
     return folders
 
 
-def score(folders: list[tuple[int, Path]], args: argparse.Namespace) -> list[dict]:
+def score(folders: list[tuple[int, Path]], *, data_root: Path, cache_dir: Path, samples: int, show=print) -> list[dict]:
+    """The evaluation step's metrics of each (images seen, model folder), one shared caption set and encoder."""
     from components.data_version import data_version
     from components.evaluate.config import EvalConfig
     from components.evaluate.evaluation import evaluate, rprecision_encoder
 
-    config = EvalConfig(num_samples=args.eval_samples, demo_shapes=True, cache_dir=str(args.out / "eval-cache"))
-    version = data_version(args.data_root / "records" / config.source / config.split)
-    encoder = rprecision_encoder(config, data_root=args.data_root, data_version=version, log=lambda m: None)
+    config = EvalConfig(num_samples=samples, demo_shapes=True, cache_dir=str(cache_dir))
+    version = data_version(data_root / "records" / config.source / config.split)
+    encoder = rprecision_encoder(config, data_root=data_root, data_version=version, log=lambda m: None)
     rows = []
     for images, folder in folders:
         summary = evaluate(
-            data_root=args.data_root, out_dir=folder.parent.parent / "eval" / folder.name, data_version=version,
+            data_root=data_root, out_dir=folder.parent.parent / "eval" / folder.name, data_version=version,
             config=config, model_dir=folder, encoder=encoder, log=lambda m: None,
         )  # fmt: skip
         rows.append({"images_seen": images, **summary["metrics"]})
-        print(format_row(rows[-1]), flush=True)
+        show(rows[-1])
     return rows
 
 
@@ -128,10 +126,20 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true", help="score the checkpoints already in --out")
     args = parser.parse_args()
 
-    run_dir = args.out / "run" if args.score_only else train_run(args)
+    settings = {**parse_sets(args.set), "total_images": args.images}
+    if args.score_only:
+        run_dir = args.out / "run"
+    else:
+        started = time.perf_counter()
+        run_dir = train_run(out=args.out, data_root=args.data_root, preset=args.preset, seed=args.seed,
+                            settings=settings, every=args.every)  # fmt: skip
+        seconds = time.perf_counter() - started
+        print(f"trained {args.images} images in {seconds / 60:.1f} min ({args.images / seconds:.1f} images/s)")
     print("| images seen | caption accuracy | R-precision (R@1 of 100) | FID |")
     print("|---:|---:|---:|---:|")
-    rows = score(model_folders(run_dir, args.out), args)
+    folders = model_folders(run_dir, args.out)
+    show = lambda row: print(format_row(row), flush=True)  # noqa: E731
+    rows = score(folders, data_root=args.data_root, cache_dir=args.out / "eval-cache", samples=args.eval_samples, show=show)
     (args.out / "learning_curve.json").write_text(json.dumps(rows, indent=2))
 
 

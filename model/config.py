@@ -73,6 +73,11 @@ class ModelConfig(_DictMixin):
     attention_size: int = 16  # resolution at which G's word-region attention starts
     region_size: int = 16  # resolution of D's region features for the region-word loss (authors' cond_size)
     attention_gamma: float = 15.0  # sharpening of G's word-region softmax
+    # Two input channels of D holding each pixel's (y, x) in [-1, 1] (CoordConv, Liu et al. 2018).
+    # Convolutions see only local content, so without them D knows where something is only from
+    # its zero padding, and checks captions that say where ("top left") weakly. Off in the
+    # authors' presets; the demo's captions are about places.
+    d_coordinates: bool = False
     sync_batch_stats: bool = False  # all-reduce G's batch-norm statistics across processes
     bn_momentum: float = 0.1  # torch convention: running = (1 - m) * running + m * batch (flax 0.9)
     bn_eps: float = 1e-5

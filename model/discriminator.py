@@ -1,7 +1,7 @@
 """The XMC-GAN contrastive discriminator (Zhang et al. 2021, Fig. 4), as in the authors' Flax
 code (xmcgan/nets/xmc_net.py): residual down-sampling blocks, spectral norm on every layer.
 
-    x -> input block -> down-blocks -> ... -> 4x4 block -> ReLU -> sum over positions: f (b, C)
+    x [+ (y, x) coordinate channels] -> input block -> down-blocks -> ... -> 4x4 block -> ReLU -> sum over positions: f (b, C)
     region features: 1x1 conv of the block output at region_size to the text width (b, R, d)
     sentence features: e = W s (b, C)
     logit = w·f + <f, e>                           (projection discriminator)
@@ -29,6 +29,15 @@ from .pretrained import PretrainedMixin
 def sn(layer: nn.Module) -> nn.Module:
     """Glorot-initialised layer under spectral normalisation (one power iteration per training forward)."""
     return spectral_norm(init_glorot(layer))
+
+
+def coordinate_channels(images: torch.Tensor) -> torch.Tensor:
+    """(b, 2, H, W): each pixel's row and column position, from -1 (top, left) to 1 (bottom, right)."""
+    b, _, height, width = images.shape
+    rows = torch.linspace(-1, 1, height, device=images.device, dtype=images.dtype)
+    columns = torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(rows, columns, indexing="ij"))
+    return grid.expand(b, 2, height, width)
 
 
 class DiscBlock(nn.Module):
@@ -80,7 +89,7 @@ class Discriminator(PretrainedMixin, nn.Module):
         self.config = config
         text_dim = config.require_text_dim()
         widths = [config.d_base * c for c in config.d_channels]
-        blocks = [DiscBlock(3, widths[0], downsample=True, first=True)]
+        blocks = [DiscBlock(3 + 2 * config.d_coordinates, widths[0], downsample=True, first=True)]
         blocks += [DiscBlock(c_in, c_out, downsample=True) for c_in, c_out in pairwise(widths[:-1])]
         blocks.append(DiscBlock(widths[-2], widths[-1], downsample=False))
         self.blocks = nn.ModuleList(blocks)
@@ -104,7 +113,10 @@ class Discriminator(PretrainedMixin, nn.Module):
                 f"Discriminator inputs: images must be (b, 3, {size}, {size}) and sentence "
                 f"(b, {self.config.text_dim}), got {tuple(images.shape)} and {tuple(sentence.shape)}"
             )
-        x = images.contiguous(memory_format=torch.channels_last)
+        x = images
+        if self.config.d_coordinates:
+            x = torch.cat([x, coordinate_channels(images)], dim=1)
+        x = x.contiguous(memory_format=torch.channels_last)
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i == self.region_block:

@@ -259,6 +259,32 @@ def test_run_killed_mid_training_resumes_to_identical_weights(processed_demo, tm
 # MLflow tracking and the torchrun entry point
 
 
+class SlowClock:
+    """time.time for a machine where each reading is a minute later than the last."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 60.0
+        return self.now
+
+
+def test_an_image_budget_gives_the_same_model_on_a_fast_or_slow_machine(processed_demo, tmp_path, monkeypatch):
+    from model import training
+
+    fast = training.train(tiny_config(tmp_path / "fast", processed_demo))
+    monkeypatch.setattr(training.time, "time", SlowClock())
+    slow = training.train(tiny_config(tmp_path / "slow", processed_demo))
+    assert fast["images_seen"] == slow["images_seen"] == 64 and not slow["stopped_by_time_limit"]
+    for network, tensors in weights(list_checkpoints(tmp_path / "fast" / "checkpoints")[-1]).items():
+        slow_tensors = weights(list_checkpoints(tmp_path / "slow" / "checkpoints")[-1])[network]
+        assert all(torch.equal(slow_tensors[name], t) for name, t in tensors.items()), network
+    # The wall-clock limit stays an option: on the slow clock it stops at the first tick.
+    limited = training.train(tiny_config(tmp_path / "limited", processed_demo, time_limit_minutes=1.0))
+    assert limited["stopped_by_time_limit"] and limited["images_seen"] == 16
+
+
 @pytest.mark.slow
 def test_mlflow_run_holds_params_metrics_samples_and_model(processed_demo, tmp_path):
     from mlflow import MlflowClient
