@@ -25,6 +25,8 @@ def preset_rows(text_dim: int) -> list[dict]:
     """One row per preset: sizes and G / D parameter counts at `text_dim` (built on the meta device)."""
     rows = []
     for name, entry in PRESETS.items():
+        if entry.architecture != "xmcgan":  # MirrorGAN presets: model/mirrorgan/__main__.py
+            continue
         config, loss = preset(name, text_dim=text_dim)
         with torch.device("meta"):
             generator, discriminator = Generator(config), Discriminator(config)

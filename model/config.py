@@ -1,6 +1,7 @@
-"""Typed configuration of the XMC-GAN networks (ModelConfig) and of the training objective (LossConfig).
+"""Typed configuration of the XMC-GAN networks (ModelConfig) and of the training objective (LossConfig),
+and of MirrorGAN's (MirrorGANConfig, MirrorGANLossConfig).
 
-Both are frozen dataclasses that validate themselves on construction, round-trip through plain
+All are frozen dataclasses that validate themselves on construction, round-trip through plain
 dicts (and so JSON), and come in named presets:
 
     xmcgan-128   the authors' COCO configuration (google-research/xmcgan_image_generation,
@@ -10,6 +11,8 @@ dicts (and so JSON), and come in named presets:
                  (attention from 16x16, every loss on) with fewer channels, D's region features
                  at 8x8 and a cheaper VGG loss (32x32 input, block2_pool), sized by
                  benchmarks/bench_model.py
+    mirrorgan-256  MirrorGAN's 3-stage 256x256 configuration (MirrorGANConfig, model/mirrorgan/)
+    mirrorgan-64   a 2-stage 32->64 MirrorGAN for the demo on 2 CPU cores
 
 The text width `text_dim` is not part of a preset: it is the encoder's (`TextEncoder.dim`),
 set with `config.replace(text_dim=encoder.dim)` before the networks are built.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 # Layers of VGG-19 whose outputs the image-image loss may use (conv outputs are taken after ReLU).
 VGG_LAYERS = tuple(
@@ -63,6 +66,7 @@ class ModelConfig(_DictMixin):
     down to 4x4, and a last block at 4x4.
     """
 
+    architecture: ClassVar[str] = "xmcgan"
     image_size: int = 128
     z_dim: int = 128
     text_dim: int | None = None  # the text encoder's width; required to build the networks
@@ -198,14 +202,19 @@ class Preset:
     """Architecture, objective and training recipe under one name: choosing a preset gives all three,
     and any setting given explicitly (params.yaml, command line, pipeline) overrides its recipe."""
 
-    model: ModelConfig
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig | MirrorGANConfig
+    loss: LossConfig | MirrorGANLossConfig = field(default_factory=LossConfig)
     recipe: dict[str, Any] = field(default_factory=lambda: dict(AUTHORS_RECIPE))
     description: str = ""
 
     def __post_init__(self) -> None:
         if set(self.recipe) != set(RECIPE_FIELDS):
             raise ValueError(f"a preset recipe sets exactly {list(RECIPE_FIELDS)}, got {sorted(self.recipe)}")
+
+    @property
+    def architecture(self) -> str:
+        """The model family: "xmcgan" or "mirrorgan" (what a model folder records and the registry keeps apart)."""
+        return self.model.architecture
 
 
 PRESETS: dict[str, Preset] = {
@@ -239,7 +248,120 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset(name: str, **model_overrides: Any) -> tuple[ModelConfig, LossConfig]:
+# ---------------------------------------------------------------------------------------------
+# MirrorGAN (Qiao et al., CVPR 2019: github qiaott/MirrorGAN, built on taoxugit/AttnGAN); the
+# networks are in model/mirrorgan/.
+
+
+@dataclass(frozen=True)
+class MirrorGANConfig(_DictMixin):
+    """Architecture of MirrorGAN's GLAM generator (conditioning augmentation included) and its
+    per-stage discriminators.
+
+    Stage 0 draws base_size images from [c; z] (a 4x4 map, then up-blocks); each further stage
+    doubles the resolution through global-local attention, so image_size = base_size * 2^(stages - 1).
+    The authors (cfg/config.py, cfg/train_bird.yml): base 64, 3 stages (64, 128, 256), gf 32,
+    df 64, z 100, condition 100, 2 residual blocks. The text width is the STEM encoder's (DAMSM
+    pretraining, 256 for the authors), set with `config.replace(text_dim=...)` as XMC-GAN's is.
+    """
+
+    architecture: ClassVar[str] = "mirrorgan"
+    base_size: int = 64
+    stages: int = 3
+    noise_dim: int = 100  # the authors' z
+    condition_dim: int = 100  # conditioning augmentation's c (and its epsilon)
+    g_base: int = 32  # gf: channels of every stage after the first
+    d_base: int = 64  # df
+    residual_blocks: int = 2
+    text_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.base_size, int) and _is_power_of_two(self.base_size) and self.base_size >= 8):
+            problems.append(f"base_size must be a power of two >= 8, got {self.base_size!r}")
+        for name in ("stages", "noise_dim", "condition_dim", "g_base", "d_base", "residual_blocks"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.text_dim is not None and not (isinstance(self.text_dim, int) and self.text_dim > 0):
+            problems.append(f"text_dim must be a positive integer (the STEM encoder's width), got {self.text_dim!r}")
+        if problems:
+            raise ValueError("invalid MirrorGAN config: " + "; ".join(problems))
+
+    @property
+    def image_size(self) -> int:
+        return self.base_size * 2 ** (self.stages - 1)
+
+    @property
+    def stage_sizes(self) -> tuple[int, ...]:
+        return tuple(self.base_size * 2**stage for stage in range(self.stages))
+
+    @property
+    def z_dim(self) -> int:
+        """Width of the per-image N(0, I) input: the noise z, then conditioning augmentation's epsilon.
+        Drawing both from one seeded stream makes an image a function of (prompt, seed, index)."""
+        return self.noise_dim + self.condition_dim
+
+    def require_text_dim(self) -> int:
+        if self.text_dim is None:
+            raise ValueError("MirrorGAN config has no text_dim: set it from the STEM text encoder")
+        return self.text_dim
+
+
+@dataclass(frozen=True)
+class MirrorGANLossConfig(_DictMixin):
+    """MirrorGAN's generator objective: sum over stages of the adversarial terms, plus
+    stream_weight (the paper's lambda) x STREAM's caption loss on the last stage's image, plus
+    kl_weight x conditioning augmentation's KL term. The discriminator terms have the authors'
+    fixed weights (model/mirrorgan/losses.py)."""
+
+    stream_weight: float = 20.0  # lambda: the paper's COCO value (its released CUB config: 10)
+    kl_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be a finite number >= 0 (0 switches the term off), got {getattr(self, name)!r}"
+            for name in ("stream_weight", "kl_weight")
+            if not (isinstance(getattr(self, name), int | float) and math.isfinite(getattr(self, name)))
+            or getattr(self, name) < 0
+        ]
+        if problems:
+            raise ValueError("invalid MirrorGAN loss config: " + "; ".join(problems))
+
+
+# The authors' schedule (trainer.py, cfg/train_bird.yml): per iteration one G forward, one update
+# of every D on those fakes, one G update, EMA 0.999 of G's parameters; Adam 2e-4 (0.5, 0.999),
+# batch 12, random flips (AttnGAN's dataset). EMA half-life: 12 ln 0.5 / ln 0.999 = 8,314 images.
+# Their COCO schedule is unpublished: the budget is AttnGAN's COCO one, 120 epochs of COCO-2014 train.
+MIRRORGAN_RECIPE: dict[str, Any] = {
+    "batch_size": 12,
+    "d_steps_per_g_step": 1,
+    "g_lr": 2e-4,
+    "d_lr": 2e-4,
+    "betas": (0.5, 0.999),
+    "horizontal_flip": True,
+    "ema_half_life_images": 8_314.0,
+    "total_images": 120 * 82_783,
+}
+
+PRESETS |= {
+    "mirrorgan-256": Preset(
+        MirrorGANConfig(),
+        MirrorGANLossConfig(),
+        recipe=dict(MIRRORGAN_RECIPE),
+        description="MirrorGAN authors' 3-stage 256x256 configuration (paper: COCO IS 26.47, DAMSM R-precision 74.52)",
+    ),
+    "mirrorgan-64": Preset(
+        MirrorGANConfig(base_size=32, stages=2, g_base=16, d_base=16),
+        MirrorGANLossConfig(),
+        recipe={**MIRRORGAN_RECIPE, "batch_size": 32, "horizontal_flip": False, "total_images": 48_000},
+        description="2-stage 32->64 MirrorGAN for the demo on 2 CPU cores",
+    ),
+}
+
+
+def preset(
+    name: str, **model_overrides: Any
+) -> tuple[ModelConfig, LossConfig] | tuple[MirrorGANConfig, MirrorGANLossConfig]:
     """The (model, loss) configuration pair of a named preset, with model fields overridden."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

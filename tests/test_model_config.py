@@ -10,8 +10,8 @@ from model.config import PRESETS, LossConfig, ModelConfig, preset
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_round_trip_through_json(name):
     model_config, loss_config = preset(name, text_dim=384)
-    assert ModelConfig.from_dict(json.loads(json.dumps(model_config.to_dict()))) == model_config
-    assert LossConfig.from_dict(json.loads(json.dumps(loss_config.to_dict()))) == loss_config
+    assert type(model_config).from_dict(json.loads(json.dumps(model_config.to_dict()))) == model_config
+    assert type(loss_config).from_dict(json.loads(json.dumps(loss_config.to_dict()))) == loss_config
 
 
 def test_authors_configuration():
