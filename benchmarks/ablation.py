@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning_curve import ROOT, parse_sets, score, train_run  # noqa: E402
+from learning_curve import ROOT, parse_sets, score, train_run
 
 OFF = 0.0
 ROWS = {  # the paper's Table 4 rows asked for: which contrastive terms run
@@ -62,10 +62,12 @@ def main() -> None:
             (scores,) = score([(seed, run_dir / "model")], data_root=args.data_root, cache_dir=args.out / "eval-cache",
                               samples=args.eval_samples, show=lambda r: None)  # fmt: skip
             results.setdefault(row, []).append(scores)
-            print(f"{row}, seed {seed}: " + ", ".join(f"{m} {scores[m]:.4g}" for m in METRICS) + f" ({minutes:.1f} min)",
-                  flush=True)  # fmt: skip
+            figures = ", ".join(f"{m} {scores[m]:.4g}" for m in METRICS)
+            print(f"{row}, seed {seed}: {figures} ({minutes:.1f} min)", flush=True)
     (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
-    print(f"\n| contrastive losses | caption accuracy | R-precision | FID |  (mean ± half range over seeds {args.seeds})")
+    print(
+        f"\n| contrastive losses | caption accuracy | R-precision | FID |  (mean ± half range over seeds {args.seeds})"
+    )
     print("|---|---:|---:|---:|")
     for row, runs in results.items():
         print(f"| {row} | " + " | ".join(spread([r[m] for r in runs]) for m in METRICS) + " |")

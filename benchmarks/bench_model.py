@@ -101,6 +101,7 @@ def profile_parts(generator, discriminator, vgg, loss, batch, opt_g, opt_d, gene
 
     parts["G step: D forward + backward to the fakes, its losses"] = timed(through_d)
     if vgg is not None:
+
         def vgg_part():
             image = fake.clone().requires_grad_(True)
             with torch.no_grad():
@@ -108,7 +109,9 @@ def profile_parts(generator, discriminator, vgg, loss, batch, opt_g, opt_d, gene
             loss._info_nce(vgg(image), real_features).backward()
 
         parts["G step: VGG-19 forward (real, fake) + backward (fake)"] = timed(vgg_part)
-    parts["Adam steps (D and G) + EMA"] = timed(lambda: (opt_d.step(), opt_g.step(), ema_update(generator_ema, generator, decay=0.999)))
+    parts["Adam steps (D and G) + EMA"] = timed(
+        lambda: (opt_d.step(), opt_g.step(), ema_update(generator_ema, generator, decay=0.999))
+    )
     return parts
 
 

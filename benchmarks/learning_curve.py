@@ -77,12 +77,17 @@ def model_folders(run_dir: Path, out: Path) -> list[tuple[int, Path]]:
     encoder = {"name": meta["encoder"]["name"], "max_length": int(meta["encoder"]["max_length"])}
     torch.manual_seed(config.seed)  # the generator training starts from
     points = [(0, Generator(model_config).state_dict())]
-    points += [(int(c.name.split("-")[1]), load_file(c / "generator_ema.safetensors")) for c in list_checkpoints(run_dir / "checkpoints")]
+    points += [
+        (int(c.name.split("-")[1]), load_file(c / "generator_ema.safetensors"))
+        for c in list_checkpoints(run_dir / "checkpoints")
+    ]
     folders = []
     for images, weights in points:
         generator = Generator(model_config)
         generator.load_state_dict(weights)
-        folders.append((images, write_model_folder(out / "models" / f"{images:09d}", generator=generator, text_encoder=encoder)))
+        folders.append(
+            (images, write_model_folder(out / "models" / f"{images:09d}", generator=generator, text_encoder=encoder))
+        )
     return folders
 
 
@@ -139,7 +144,9 @@ def main() -> None:
     print("|---:|---:|---:|---:|")
     folders = model_folders(run_dir, args.out)
     show = lambda row: print(format_row(row), flush=True)  # noqa: E731
-    rows = score(folders, data_root=args.data_root, cache_dir=args.out / "eval-cache", samples=args.eval_samples, show=show)
+    rows = score(
+        folders, data_root=args.data_root, cache_dir=args.out / "eval-cache", samples=args.eval_samples, show=show
+    )
     (args.out / "learning_curve.json").write_text(json.dumps(rows, indent=2))
 
 

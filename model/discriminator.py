@@ -1,7 +1,8 @@
 """The XMC-GAN contrastive discriminator (Zhang et al. 2021, Fig. 4), as in the authors' Flax
 code (xmcgan/nets/xmc_net.py): residual down-sampling blocks, spectral norm on every layer.
 
-    x [+ (y, x) coordinate channels] -> input block -> down-blocks -> ... -> 4x4 block -> ReLU -> sum over positions: f (b, C)
+    x [+ (y, x) coordinate channels] -> input block -> down-blocks -> ... -> 4x4 block -> ReLU
+      -> sum over positions: f (b, C)
     region features: 1x1 conv of the block output at region_size to the text width (b, R, d)
     sentence features: e = W s (b, C)
     logit = w·f + <f, e>                           (projection discriminator)

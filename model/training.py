@@ -32,7 +32,6 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .config import PRESETS, RECIPE_FIELDS, LossConfig, preset
@@ -42,6 +41,7 @@ from .distributed import world_size
 from .ema import ema_update
 from .generator import Generator
 from .objective import XMCGANLoss
+from .progress import progress_bar
 from .sampling import write_model_folder
 from .text_encoder import DEFAULT_TEXT_ENCODER, TextEmbedding
 from .training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
@@ -99,7 +99,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
-            raise ValueError(f"invalid training config: unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+            raise ValueError(
+                f"invalid training config: unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}"
+            )
         recipe = PRESETS[self.preset].recipe
         origins = dict(self.origins)
         for name in RECIPE_FIELDS:
@@ -133,7 +135,18 @@ class TrainConfig:
         if unknown := set(values) - known:
             raise ValueError(f"unknown training options: {sorted(unknown)}")
         tuples = {"sources", "betas"}
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
+        integers = {f.name for f in fields(cls) if f.type in ("int", "int | None")}
+        return cls(
+            **{
+                # JSON (kfp parameters) carries 8 as 8.0: an integral number for an int field is that int
+                k: tuple(v) if k in tuples and v is not None else int(v) if k in integers and _integral(v) else v
+                for k, v in values.items()
+            }
+        )
+
+
+def _integral(value) -> bool:
+    return isinstance(value, float) and value.is_integer()
 
 
 class Reporter(Protocol):
@@ -245,7 +258,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
         cache_dir=cache,
     )
     if rank == 0:
-        with tqdm(desc="preparing training arrays", unit="img", leave=False) as bar:
+        with progress_bar(desc="preparing training arrays", unit="img", leave=False) as bar:
             folder = prepare_arrays(**prepare, progress=bar.update)
     if world > 1:
         dist.barrier()
@@ -360,13 +373,13 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     next_tick = (images_seen // config.tick_images + 1) * config.tick_images
     next_checkpoint = (images_seen // config.checkpoint_images + 1) * config.checkpoint_images
     tick, tick_terms = 0, {}
-    bar = tqdm(
+    bar = progress_bar(
         total=config.total_images,
         initial=images_seen,
         unit="img",
-        desc=f"training (stops after {config.time_limit_minutes:g} min)" if config.time_limit_minutes else "training",
+        desc=f"training {config.preset}"
+        + (f" (or {config.time_limit_minutes:g} min)" if config.time_limit_minutes else ""),
         disable=rank != 0,
-        dynamic_ncols=True,
         mininterval=2.0,
     )
     generator.train()

@@ -15,6 +15,7 @@ overrides one (values are YAML: `--set sources='[coco, ln_coco]'`).
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -22,6 +23,10 @@ from pathlib import Path
 
 import yaml
 from kfp import compiler, dsl
+
+# Beam warns on import about optional Google Cloud clients; with a handler on the root logger that
+# goes nowhere instead of the terminal (a run's own logs have their handlers, see run_local).
+logging.getLogger().addHandler(logging.NullHandler())
 
 from components.deploy.component import deploy
 from components.embed.component import embed
@@ -221,9 +226,14 @@ def local_defaults(output: Path) -> dict:
     }
 
 
-def run_local(*, parameters: dict, output: Path) -> dict:
-    """Run the pipeline with kfp's SubprocessRunner in this interpreter; returns the run's summary."""
+def run_local(*, parameters: dict, output: Path, console: bool = False) -> dict:
+    """Run the pipeline with kfp's SubprocessRunner in this interpreter; returns the run's summary.
+
+    With `console`, the terminal shows one line per step (pipelines/console.py) and everything the
+    steps print goes to log files under <output>/logs/<run>/ instead."""
     from kfp import local
+
+    from pipelines import console as step_console
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -233,11 +243,51 @@ def run_local(*, parameters: dict, output: Path) -> dict:
     arguments = {**local_defaults(output), **parameters}
     started = time.time()
     before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
-    xmcgan_pipeline(**arguments)
+    log_dir = output.resolve() / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    attached = step_console.attach(log_dir, key_figure=lambda step: key_figure(root, before, step)) if console else None
+    try:
+        xmcgan_pipeline(**arguments)
+    finally:
+        if attached:
+            step_console.detach(attached)
     (run_dir,) = set(root.glob(f"{PIPELINE_NAME}-*")) - before
     summary = summarise_local_run(run_dir, arguments=arguments, seconds=time.time() - started)
+    summary["logs"] = str(log_dir) if console else None
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def key_figure(root: Path, before: set[Path], step: str) -> str:
+    """The one figure the terminal shows when a step of the running pipeline succeeds."""
+    runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
+    if not runs:
+        return ""
+    tasks = sorted(runs[-1].rglob(f"{step}/executor_output.json"), key=lambda p: p.stat().st_mtime)
+    if not tasks:
+        return ""
+    task = tasks[-1].parent
+    metrics = _artifact_metadata(task)
+    if step == "raw-data":
+        return f"data version {_parameter(task, 'Output')}"
+    if step == "ingest":
+        source = _artifact_metadata(task, "records").get("source", "")
+        return (f"{source}: {int(metrics.get('images_in', 0))} images in = {int(metrics.get('images_written', 0))} "
+                f"written + {int(metrics.get('images_rejected', 0))} rejected")  # fmt: skip
+    if step == "embed":
+        return f"{int(metrics.get('captions', 0))} captions"
+    if step == "validate":
+        return f"{int(metrics.get('checks_passed', 0))} checks passed, {int(metrics.get('checks_failed', 0))} failed"
+    if step == "train":
+        return f"{int(metrics.get('images_seen', 0)):,} images in {metrics.get('wall_seconds', 0) / 60:.1f} min"
+    if step == "evaluate":
+        return ", ".join(f"{k} {metrics[k]:.3g}" for k in ("caption_accuracy", "r_precision", "fid") if k in metrics)
+    if step == "gate":
+        return "PASSED" if _parameter(task, "Output") else "FAILED (promote and deploy are skipped)"
+    if step == "promote":
+        return f"champion is version {_artifact_metadata(runs[-1] / 'gate', 'decision').get('version', '?')}"
+    if step == "deploy":
+        return _artifact_metadata(task, "images").get("url", "")
+    return ""
 
 
 def _executor_output(task_dir: Path) -> dict:
@@ -417,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "compile":
         print(f"pipeline written to {compile_pipeline(args.output)}")
     elif args.command == "run-local":
-        summary = run_local(parameters=pipeline_parameters(args.params, args.set), output=args.output)
+        summary = run_local(parameters=pipeline_parameters(args.params, args.set), output=args.output, console=True)
         print_summary(summary)
     elif args.command == "submit":
         parameters = pipeline_parameters(None, args.set)  # the cluster's defaults, not the laptop's

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
+from model.progress import progress_bar
 
 from ..cli import add_config_arguments, config_from_arguments, load_params
 from .generate import DemoDataConfig, write_demo_dataset
@@ -36,8 +36,8 @@ def parse_config(argv: list[str] | None = None) -> DemoDataConfig:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
-    with tqdm(
-        total=config.train_images + config.val_images, unit="img", desc="demo data", file=sys.stderr, mininterval=1.0
+    with progress_bar(
+        total=config.train_images + config.val_images, unit="img", desc="demo data", mininterval=1.0
     ) as bar:
         summary = write_demo_dataset(config, progress=bar.update)
     print(json.dumps(summary, indent=2))

@@ -73,7 +73,9 @@ def decide(candidate: dict, champion: dict | None, config: GateConfig) -> Decisi
     if config.min_caption_accuracy > 0:
         accuracy = candidate.get("caption_accuracy")
         if accuracy is None:
-            checks.append((False, "caption accuracy is gated but the evaluation has none (was it run with demo_shapes?)"))
+            checks.append(
+                (False, "caption accuracy is gated but the evaluation has none (was it run with demo_shapes?)")
+            )
         else:
             holds = accuracy >= config.min_caption_accuracy
             checks.append(

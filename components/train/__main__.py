@@ -1,8 +1,9 @@
 """python -m components.train --data-root DIR --run-dir DIR [options]: train XMC-GAN.
 
 Options come from model.training.TrainConfig (defaults < the preset's recipe < params.yaml `train`
-section < command line); config.json in the run folder records where each value came from. With --nproc-per-node N > 1 the run starts N processes through torchrun (one per GPU, or
-gloo processes on CPU).
+section < command line); config.json in the run folder records where each value came from. With
+--nproc-per-node N > 1 the run starts N processes through torchrun (one per GPU, or gloo
+processes on CPU).
 """
 
 from __future__ import annotations
