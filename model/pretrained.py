@@ -42,9 +42,10 @@ def write_folder_config(directory: str | Path, **entries: object) -> None:
 
 
 class PretrainedMixin:
-    """For an nn.Module built from `config: ModelConfig` whose weights go to `weights_name`."""
+    """For an nn.Module built from `config` (a `config_class`) whose weights go to `weights_name`."""
 
     weights_name: str
+    config_class: type = ModelConfig  # MirrorGAN's networks: MirrorGANConfig
     config: ModelConfig
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -57,7 +58,7 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> Self:
         """The network saved in `directory`, on `device`, in eval mode."""
-        config = ModelConfig.from_dict(read_folder_config(directory)["model"])
+        config = cls.config_class.from_dict(read_folder_config(directory)["model"])
         weights = Path(directory) / cls.weights_name
         if not weights.is_file():
             raise FileNotFoundError(f"no {cls.weights_name} in model folder {directory}")
