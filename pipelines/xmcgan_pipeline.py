@@ -15,7 +15,6 @@ overrides one (values are YAML: `--set sources='[coco, ln_coco]'`).
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -23,10 +22,6 @@ from pathlib import Path
 
 import yaml
 from kfp import compiler, dsl
-
-# Beam warns on import about optional Google Cloud clients; with a handler on the root logger that
-# goes nowhere instead of the terminal (a run's own logs have their handlers, see run_local).
-logging.getLogger().addHandler(logging.NullHandler())
 
 from components.deploy.component import deploy
 from components.embed.component import embed
