@@ -4,6 +4,7 @@ Model folder format (written by training, registered in MLflow, read by evaluati
 
     <model_dir>/config.json
         {
+          "architecture": "xmcgan"  (MirrorGAN folders: model/mirrorgan/sampling.py)
           "model":        ModelConfig.to_dict()                       (model/config.py)
           "text_encoder": {"name": hub name or path, "max_length": tokens}
           "provenance":   free dict: run id, data version, code version, images seen...
@@ -54,7 +55,7 @@ def write_model_folder(
     model_dir = Path(model_dir)
     generator.save_pretrained(model_dir)
     entries = {"text_encoder": {"name": text_encoder["name"], "max_length": text_encoder["max_length"]}}
-    write_folder_config(model_dir, **entries, provenance=dict(provenance or {}))
+    write_folder_config(model_dir, architecture="xmcgan", **entries, provenance=dict(provenance or {}))
     return model_dir
 
 
@@ -73,7 +74,15 @@ class TextToImage:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, device: str | torch.device = "cpu") -> TextToImage:
+        """The model folder's pipeline, of the architecture its config.json records (XMC-GAN when it records none)."""
         values = read_folder_config(model_dir)
+        architecture = values.get("architecture", "xmcgan")
+        if architecture == "mirrorgan":
+            from .mirrorgan.sampling import MirrorGANTextToImage
+
+            return MirrorGANTextToImage.from_pretrained(model_dir, device=device)
+        if architecture != "xmcgan":
+            raise ValueError(f"{Path(model_dir) / 'config.json'}: unknown architecture {architecture!r}")
         encoder = values.get("text_encoder")
         if not isinstance(encoder, dict) or not {"name", "max_length"} <= set(encoder):
             raise ValueError(f"{Path(model_dir) / 'config.json'} needs a 'text_encoder' entry with name and max_length")
@@ -88,6 +97,15 @@ class TextToImage:
         return write_model_folder(
             model_dir, generator=self.generator, text_encoder=text_encoder, provenance=provenance or self.provenance
         )
+
+    def prompt_problem(self, prompt: str) -> str | None:
+        """Why the model cannot draw `prompt` (a request error naming it), or None: any text is fine here."""
+        return None
+
+    def untrained_copy(self, *, seed: int) -> TextToImage:
+        """The same architecture and text encoder with a freshly initialised generator (seeded)."""
+        torch.manual_seed(seed)
+        return TextToImage(text_encoder=self.text_encoder, generator=Generator(self.generator.config).to(self.device))
 
     @property
     def device(self) -> torch.device:

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +35,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_latest_checkpoint, save_checkpoint
-from .config import PRESETS, RECIPE_FIELDS, LossConfig, preset
+from .config import PRESETS, RECIPE_FIELDS, preset
 from .discriminator import Discriminator
 from .distributed import rank as process_rank
 from .distributed import world_size
@@ -94,6 +95,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     compile: bool = False
     provenance: dict = field(default_factory=dict)  # data version, code version, run id: copied into the model
+    pretrained: str = ""  # MirrorGAN presets: the pretrain step's folder (DAMSM's STEM, STREAM; components/pretrain)
     # field -> where its value came from: the preset's recipe (filled in here), params.yaml, the command line
     origins: dict = field(default_factory=dict, metadata={"option": False})
 
@@ -120,6 +122,8 @@ class TrainConfig:
         if not (self.g_lr > 0 and self.d_lr > 0 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
             problems.append(f"g_lr and d_lr must be positive and betas two numbers in [0, 1), got "
                             f"{self.g_lr}, {self.d_lr}, {list(self.betas)}")  # fmt: skip
+        if PRESETS[self.preset].architecture == "mirrorgan" and self.d_steps_per_g_step != 1:
+            problems.append("MirrorGAN updates each discriminator once per generator step (d_steps_per_g_step 1)")
         unknown = set(self.sources) - set(self.max_lengths)
         if unknown:
             problems.append(f"sources {sorted(unknown)} have no max length in max_lengths {self.max_lengths}")
@@ -226,6 +230,53 @@ def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, TextEmbe
     return real, text
 
 
+@dataclass
+class TrainingParts:
+    """An architecture's share of the loop: `xmcgan_parts` below, model/mirrorgan/training.py for MirrorGAN."""
+
+    model_config: object  # with the text width set
+    generator: torch.nn.Module  # forward(z, text) -> images in [-1, 1]: trained, EMA'd, checkpointed, sampled
+    discriminator: torch.nn.Module
+    make_loss: Callable  # (G, D as the loop runs them) -> an object with discriminator_loss / generator_loss
+    dataset: torch.utils.data.Dataset  # global position -> sample, a function of (seed, position)
+    to_device: Callable  # (loader batch, device) -> (real images, text)
+    sample_text: Callable  # caption rows of the arrays -> the sample grid's text, on the device
+    write_model: Callable  # (folder, EMA generator, provenance) -> the model folder
+
+
+def xmcgan_parts(config: TrainConfig, model_config, loss_config, arrays: TrainingArrays, device) -> TrainingParts:
+    model_config = model_config.replace(text_dim=arrays.tokens.shape[-1])
+    torch.manual_seed(config.seed)
+    generator = Generator(model_config).to(device)
+    discriminator = Discriminator(model_config).to(device)
+    vgg = (
+        VGG19Features(layer=loss_config.vgg_layer, input_size=loss_config.vgg_input_size).to(device)
+        if loss_config.vgg_weight > 0
+        else None
+    )
+    encoder = {"name": arrays.encoder["name"], "max_length": arrays.encoder["max_length"]}
+
+    def sample_text(rows: list[int]) -> TextEmbedding:
+        return TextEmbedding(
+            torch.from_numpy(np.array(arrays.tokens[rows])).float(),
+            torch.from_numpy(np.array(arrays.masks[rows])),
+            torch.from_numpy(np.array(arrays.sentences[rows])),
+        ).to(device)
+
+    return TrainingParts(
+        model_config=model_config,
+        generator=generator,
+        discriminator=discriminator,
+        make_loss=lambda g, d: XMCGANLoss(generator=g, discriminator=d, vgg=vgg, config=loss_config),
+        dataset=PositionStream(arrays, seed=config.seed, flip=config.horizontal_flip),
+        to_device=to_device,
+        sample_text=sample_text,
+        write_model=lambda folder, g, provenance: write_model_folder(
+            folder, generator=g, text_encoder=encoder, provenance=provenance
+        ),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -246,7 +297,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
 
     # Data: rank 0 builds the memory-mapped arrays once; the others wait, then map them.
     model_config, loss_config = preset(config.preset, **config.model_overrides)
-    loss_config = LossConfig.from_dict({**loss_config.to_dict(), **config.loss_overrides})
+    loss_config = type(loss_config).from_dict({**loss_config.to_dict(), **config.loss_overrides})
     cache = run_dir / "data-cache"
     prepare = dict(
         data_root=config.data_root,
@@ -263,25 +314,19 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     if world > 1:
         dist.barrier()
     arrays = TrainingArrays.load(folder if rank == 0 else prepare_arrays(**prepare))
-    model_config = model_config.replace(text_dim=arrays.tokens.shape[-1])
 
-    # Networks, the loss and optimisers. Every rank starts from rank 0's weights.
-    torch.manual_seed(config.seed)
-    generator = Generator(model_config).to(device)
-    discriminator = Discriminator(model_config).to(device)
+    # Networks, the loss and optimisers of the architecture. Every rank starts from rank 0's weights.
+    build = xmcgan_parts
+    if model_config.architecture == "mirrorgan":
+        from .mirrorgan.training import mirrorgan_parts as build
+    parts = build(config, model_config, loss_config, arrays, device)
+    model_config, generator, discriminator = parts.model_config, parts.generator, parts.discriminator
     broadcast_module(generator)
     broadcast_module(discriminator)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    vgg = (
-        VGG19Features(layer=loss_config.vgg_layer, input_size=loss_config.vgg_input_size).to(device)
-        if loss_config.vgg_weight > 0
-        else None
-    )
-    loss = XMCGANLoss(
-        generator=torch.compile(generator) if config.compile else generator,
-        discriminator=torch.compile(discriminator) if config.compile else discriminator,
-        vgg=vgg,
-        config=loss_config,
+    loss = parts.make_loss(
+        torch.compile(generator) if config.compile else generator,
+        torch.compile(discriminator) if config.compile else discriminator,
     )
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.g_lr, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=config.betas)
@@ -314,15 +359,11 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     sample_rng = np.random.default_rng([config.seed, 7])
     sample_images = sample_rng.choice(len(arrays), size=min(config.sample_count, len(arrays)), replace=False)
     sample_rows = [int(arrays.caption_offsets[i]) for i in sample_images]
-    sample_text = TextEmbedding(
-        torch.from_numpy(np.array(arrays.tokens[sample_rows])).float(),
-        torch.from_numpy(np.array(arrays.masks[sample_rows])),
-        torch.from_numpy(np.array(arrays.sentences[sample_rows])),
-    ).to(device)
+    sample_text = parts.sample_text(sample_rows)
     sample_z = torch.randn(len(sample_rows), model_config.z_dim, generator=torch.Generator().manual_seed(config.seed))
 
     loader = torch.utils.data.DataLoader(
-        PositionStream(arrays, seed=config.seed, flip=config.horizontal_flip),
+        parts.dataset,
         batch_sampler=rank_batches(
             start=images_seen, global_batch=config.batch_size // config.grad_accumulation, rank=rank, world_size=world
         ),
@@ -389,7 +430,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
         # Discriminator phase: fresh real images each D step.
         for d_step in range(config.d_steps_per_g_step):
             opt_d.zero_grad(set_to_none=True)
-            micro_batches = [to_device(next(batches), device) for _ in range(config.grad_accumulation)]
+            micro_batches = [parts.to_device(next(batches), device) for _ in range(config.grad_accumulation)]
             for micro, (real, text) in enumerate(micro_batches):
                 z = step_noise(phase=d_step, micro=micro)
                 with autocast:
@@ -455,12 +496,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
         "model_dir": str(run_dir / "model"),
     }
     if rank == 0:
-        write_model_folder(
-            run_dir / "model",
-            generator=generator_ema,
-            text_encoder={"name": arrays.encoder["name"], "max_length": arrays.encoder["max_length"]},
-            provenance={**config.provenance, "images_seen": images_seen},
-        )
+        parts.write_model(run_dir / "model", generator_ema, {**config.provenance, "images_seen": images_seen})
         if reporter:
             reporter.on_samples(
                 images_seen=images_seen,
