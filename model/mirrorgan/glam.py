@@ -206,7 +206,7 @@ class MirrorGANGenerator(PretrainedMixin, nn.Module):
             problems.append(f"text.words must be (batch, words, {config.text_dim}), got {tuple(text.words.shape)}")
         if text.sentence.shape != (len(z), config.text_dim):
             problems.append(f"text.sentence must be ({len(z)}, {config.text_dim}), got {tuple(text.sentence.shape)}")
-        if text.mask.shape != text.words.shape[:2] or text.mask.dtype != torch.bool or not text.mask.any(1).all():
-            problems.append("text.mask must be bool (batch, words) with at least one real word per caption")
+        if text.mask.shape != text.words.shape[:2] or text.mask.dtype != torch.bool:
+            problems.append(f"text.mask must be bool {tuple(text.words.shape[:2])}, got {text.mask.dtype}")
         if problems:
             raise ValueError("MirrorGAN generator inputs: " + "; ".join(problems))
