@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from model.data import SOURCES, SPLITS
+from model.mirrorgan.config import DAMSMConfig
 
 from .dual_encoder import DualEncoderConfig
 from .fidelity import RESIZES, TF_INCEPTION
@@ -34,6 +35,10 @@ class EvalConfig:
     rprecision_candidates: int = 100
     rprecision_repeats: int = 10
     dual_encoder: DualEncoderConfig = field(default_factory=DualEncoderConfig)
+    # The MirrorGAN paper's R-precision (DAMSM codes, components/evaluate/damsm.py): reported, never gated
+    damsm_rprecision: bool = False
+    damsm: dict = field(default_factory=dict)  # DAMSMConfig fields: the pretrain step's, so its DAMSM is reused
+    damsm_dir: str | None = None  # a pretrained DAMSM folder to score with (default: trained on the data, cached)
     # report
     demo_shapes: bool = False  # data is the demo shapes dataset: also score caption_accuracy
     grid_captions: int = 8  # fixed captions shown in the sample grid
@@ -61,6 +66,10 @@ class EvalConfig:
             problems.append(f"seed must be non-negative, got {self.seed}")
         if self.grid_captions < 0:
             problems.append(f"grid_captions must be non-negative, got {self.grid_captions}")
+        try:
+            DAMSMConfig.from_dict(dict(self.damsm))
+        except (TypeError, ValueError) as error:
+            problems.append(f"damsm: {error}")
         if self.caption_set is not None and not Path(self.caption_set).is_file():
             problems.append(f"caption_set file not found: {self.caption_set}")
         if problems:

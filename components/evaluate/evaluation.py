@@ -26,6 +26,7 @@ from components import atomic
 from components.demo_data import caption_accuracy
 
 from .config import DUAL, EvalConfig
+from .damsm import damsm_encoder_for, damsm_scores
 from .data import CaptionSet, choose_caption_set, read_records, rows_of
 from .dual_encoder import dual_encoder_for
 from .fidelity import RealFeaturesKey, cached_real_features, create_extractor, extract_features, fid_kid
@@ -33,7 +34,8 @@ from .report import png_bytes, render_html, sample_grid
 from .rprecision import CLIPEncoder, ImageTextEncoder, caption_pool, score_images
 
 Generate = Callable[[list[str], int], np.ndarray]
-METRIC_KEYS = ("fid", "kid_mean", "kid_std", "r_precision", "r_precision_std", "caption_accuracy")
+METRIC_KEYS = ("fid", "kid_mean", "kid_std", "r_precision", "r_precision_std", "caption_accuracy",
+               "damsm_r_precision", "damsm_r_precision_std")  # fmt: skip
 
 
 def generator_from_pipeline(pipeline, *, batch_size: int = 32) -> Generate:
@@ -62,11 +64,7 @@ def generator_from_model_dir(model_dir: str | Path, *, batch_size: int = 32) -> 
 
 def untrained_like(pipeline, *, seed: int):
     """A TextToImage of the same architecture and text encoder with freshly initialised generator weights."""
-    from model.generator import Generator
-    from model.sampling import TextToImage
-
-    torch.manual_seed(seed)
-    return TextToImage(text_encoder=pipeline.text_encoder, generator=Generator(pipeline.generator.config))
+    return pipeline.untrained_copy(seed=seed)
 
 
 def generate_set(generate: Generate, captions: list[str], *, seed: int) -> np.ndarray:
@@ -264,6 +262,13 @@ def evaluate(
     for name, alignment in alignment_scores(image_sets, captions, records, set_rows, encoder, config).items():
         scores[name].update(alignment)
     timings["rprecision_seconds"] = time.perf_counter() - clock
+    damsm = None
+    if config.damsm_rprecision:  # the MirrorGAN paper's protocol, beside the independent one (never gated)
+        clock = time.perf_counter()
+        damsm = damsm_encoder_for(config, data_root=data_root, data_version=data_version, log=log)
+        for name, values in damsm_scores(image_sets, captions, records, set_rows, damsm, config).items():
+            scores[name].update(values)
+        timings["damsm_rprecision_seconds"] = time.perf_counter() - clock
 
     encoder_info = encoder.describe()
     produced_by = {
@@ -276,11 +281,12 @@ def evaluate(
         "rprecision_encoder": encoder_info,
         "rprecision": {"candidates": config.rprecision_candidates, "repeats": config.rprecision_repeats},
         "kid": {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets},
+        **({"damsm_rprecision_encoder": damsm.describe()} if damsm else {}),
     }
     comparable = {
         "data_version": data_version,
         "caption_set": caption_set.id,
-        **{k: v for k, v in produced_by.items() if k != "torch_fidelity"},
+        **{k: v for k, v in produced_by.items() if k not in ("torch_fidelity", "damsm_rprecision_encoder")},
         "rprecision_encoder": encoder_info.get("version") or encoder_info.get("weights_sha256") or encoder_info["name"],
     }
     generated_count = sum(len(images) for name, images in image_sets.items() if name != "real")

@@ -17,6 +17,11 @@ METRIC_LABELS = {
     "r_precision": ("R-precision (R@1)", "higher is better; mean over repeats"),
     "r_precision_std": ("R-precision std", "over repeats"),
     "caption_accuracy": ("caption accuracy", "demo shapes: fraction of caption facts found in pixels"),
+    "damsm_r_precision": (
+        "R-precision, DAMSM (MirrorGAN paper's protocol)",
+        "not gated: DAMSM helps train AttnGAN-family models, which biases it toward them",
+    ),
+    "damsm_r_precision_std": ("DAMSM R-precision std", "over repeats"),
 }
 
 

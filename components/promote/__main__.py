@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--evaluation", type=Path, required=True, help="evaluation.json of the evaluate step")
-    parser.add_argument("--name", default="xmcgan", help="registered model name (default: xmcgan)")
+    parser.add_argument("--name", default="", help="registered model name (default: the model's architecture)")
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking and registry URI")
     parser.add_argument("--model", type=Path, help="model folder (default: the one the evaluation scored)")
     parser.add_argument("--out", type=Path, help="folder for decision.json (default: beside --evaluation)")

@@ -24,7 +24,8 @@ def gate(
     decision: Output[Artifact],
 ) -> bool:
     """Register the candidate as a new version (alias `challenger`) with its metrics and lineage,
-    and decide against the thresholds and the current champion. Moves no `champion` alias."""
+    and decide against the thresholds and the current champion. Moves no `champion` alias. An empty
+    model_name registers under the model's architecture ("xmcgan", "mirrorgan")."""
     from pathlib import Path
 
     from components.promote import GateConfig, promote
@@ -44,7 +45,9 @@ def gate(
             rprecision_tolerance=rprecision_tolerance,
         ),
     )
-    decision.metadata.update({"promote": summary["promote"], "name": model_name, "version": str(summary["version"])})
+    decision.metadata.update(
+        {"promote": summary["promote"], "name": summary["name"], "version": str(summary["version"])}
+    )
     return summary["promote"]
 
 

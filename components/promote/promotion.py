@@ -102,7 +102,8 @@ def promote(
     move_champion: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Register the evaluated model as a version of `name`, decide, and move the aliases.
+    """Register the evaluated model as a version of `name`, decide, and move the aliases. An empty
+    `name` is the model's architecture ("xmcgan", "mirrorgan"): a registered model holds one family.
 
     With `move_champion=False` only `challenger` moves: the pipeline's gate step decides and a
     separate promote step, which runs only when the gate passed, calls `crown`.
@@ -122,10 +123,13 @@ def promote(
     model_dir = Path(model_dir or evaluation["model"]["path"] or "")
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"no model folder (config.json) at {model_dir}: pass model_dir")
+    architecture = registry.model_architecture(model_dir)
+    name = name or architecture
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.unpublish(out_dir / "decision.json")
     mlflow_client = registry.client(tracking_uri)
+    registry.check_family(mlflow_client, name, architecture)  # before any champion is looked at
 
     candidate = gate_scores(evaluation)
     score = score_champion or reevaluate_with(evaluation)
@@ -163,6 +167,7 @@ def promote(
     version = registry.register_version(
         mlflow_client,
         name=name,
+        architecture=architecture,
         run_id=run_id,
         artifact_path="model",
         tags={
@@ -187,6 +192,7 @@ def promote(
         "promote": decision.promote,
         "reasons": decision.reasons,
         "name": name,
+        "architecture": architecture,
         "version": str(version.version),
         "champion_version": str(champion_now.version) if champion_now else None,
         "run_id": run_id,

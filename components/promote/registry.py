@@ -1,5 +1,7 @@
 """The MLflow Model Registry side: model folders as versions, their scores and lineage as tags, aliases.
 
+One registered model holds one architecture (its `architecture` tag; by default its name is the
+architecture's), so the gate compares a candidate only with a champion of its own family.
 A version's artifacts are the model folder (config.json + generator.safetensors), logged under a
 run and registered with `create_model_version(source="runs:/<run>/model")`: mlflow's
 `register_model` fails on a plain folder. Tags carry lineage (training run, data version,
@@ -17,6 +19,7 @@ from pathlib import Path
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SCORE_TAG = "scores."
+FAMILY_TAG = "architecture"  # on registered models and versions: "xmcgan" or "mirrorgan"
 METRIC_TAG = "metric."
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # its background DNS lookup fails on closed networks
@@ -41,13 +44,35 @@ def version_by_alias(mlflow_client, name: str, alias: str):
         return None
 
 
-def ensure_registered_model(mlflow_client, name: str, *, description: str = "") -> None:
+def model_architecture(model_dir: str | Path) -> str:
+    """The family a model folder records in its config.json (XMC-GAN when it records none)."""
+    return json.loads((Path(model_dir) / "config.json").read_text()).get("architecture", "xmcgan")
+
+
+def check_family(mlflow_client, name: str, architecture: str) -> None:
+    """A registered model holds one family, so a champion is only ever compared with, and replaced by,
+    its own kind; models registered before families were tagged are XMC-GAN's."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        family = mlflow_client.get_registered_model(name).tags.get(FAMILY_TAG, "xmcgan")
+    except MlflowException:
+        return
+    if family != architecture:
+        raise ValueError(
+            f"registered model {name!r} holds {family} models; register {architecture} models under their own "
+            f"name (by default the architecture's: {architecture!r})"
+        )
+
+
+def ensure_registered_model(mlflow_client, name: str, *, architecture: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
         mlflow_client.get_registered_model(name)
     except MlflowException:
-        mlflow_client.create_registered_model(name, description=description or None)
+        description = f"{architecture} text-to-image generators"
+        mlflow_client.create_registered_model(name, tags={FAMILY_TAG: architecture}, description=description)
 
 
 def scores_on(version, evaluation_key: str) -> dict | None:
@@ -60,14 +85,17 @@ def record_scores(mlflow_client, name: str, version: str, evaluation_key: str, s
     mlflow_client.set_model_version_tag(name, version, SCORE_TAG + evaluation_key, json.dumps(scores, sort_keys=True))
 
 
-def register_version(mlflow_client, *, name: str, run_id: str, artifact_path: str, tags: dict, description: str):
-    """A new version of `name` whose source is the run's artifact folder."""
-    ensure_registered_model(mlflow_client, name, description="XMC-GAN text-to-image generators")
+def register_version(
+    mlflow_client, *, name: str, architecture: str, run_id: str, artifact_path: str, tags: dict, description: str
+):
+    """A new version of `name` (a registered model of `architecture`) whose source is the run's artifact folder."""
+    check_family(mlflow_client, name, architecture)
+    ensure_registered_model(mlflow_client, name, architecture=architecture)
     return mlflow_client.create_model_version(
         name,
         source=f"runs:/{run_id}/{artifact_path}",
         run_id=run_id,
-        tags={k: str(v) for k, v in tags.items()},
+        tags={FAMILY_TAG: architecture, **{k: str(v) for k, v in tags.items()}},
         description=description,
     )
 

@@ -1,4 +1,5 @@
 """The KServe predictor: the generator and its text encoder behind V1 and V2 inference, over REST and gRPC.
+It serves a model folder of either architecture (XMC-GAN, MirrorGAN: model.sampling.TextToImage.from_pretrained).
 
 `load` resolves the model URI (local folder or MLflow registry), builds the TextToImage pipeline,
 makes its arithmetic batch-invariant and checks that it is, and only then sets `ready`, so the
@@ -27,6 +28,7 @@ from .protocol import (
     GenerationRequest,
     ModelIdentity,
     RequestLimits,
+    invalid,
     offered_sizes,
     parse_v1,
     parse_v2,
@@ -52,6 +54,13 @@ def image_jobs(request: GenerationRequest) -> list[ImageJob]:
         for prompt in request.prompts
         for j in range(request.images_per_prompt)
     ]
+
+
+def check_prompts(parsed: ParsedRequest, pipeline: TextToImage) -> None:
+    """The model's own refusals (a MirrorGAN prompt with no known word), named as protocol.py names fields."""
+    for i, prompt in enumerate(parsed.request.prompts):
+        if problem := pipeline.prompt_problem(prompt):
+            raise invalid(f"instances[{i}].prompt" if parsed.protocol == "v1" else f"inputs[0].data[{i}]", problem)
 
 
 class XMCGANPredictor(kserve.Model):
@@ -114,8 +123,11 @@ class XMCGANPredictor(kserve.Model):
     async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> ParsedRequest:
         if isinstance(payload, InferRequest):
             protocol = "grpc" if payload.from_grpc else "v2"
-            return ParsedRequest(protocol, parse_v2(payload, self.limits), payload.id)
-        return ParsedRequest("v1", parse_v1(payload, self.limits))
+            parsed = ParsedRequest(protocol, parse_v2(payload, self.limits), payload.id)
+        else:
+            parsed = ParsedRequest("v1", parse_v1(payload, self.limits))
+        check_prompts(parsed, self.renderer.pipeline)
+        return parsed
 
     def validate(self, payload: ParsedRequest) -> ParsedRequest:
         return payload  # preprocess has validated the whole request
