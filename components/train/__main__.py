@@ -25,7 +25,8 @@ HELP = {
     "sources": "sources to train on, YAML list (coco, ln_coco, ln_open_images)",
     "encoder": "text encoder whose embeddings to use (hub name or path)",
     "max_lengths": "token length per source, YAML map",
-    "preset": "architecture and training recipe: cpu-64 (the demo), xmcgan-128, xmcgan-256 (the authors')",
+    "preset": "architecture and training recipe: cpu-64 (the demo), xmcgan-128, xmcgan-256 (the authors'); "
+    "MirrorGAN: mirrorgan-64 (the demo), mirrorgan-256 (the authors')",
     "model_overrides": "model config fields to override, YAML map",
     "loss_overrides": "loss config fields to override (weights, temperature, ...), YAML map",
     "batch_size": "global batch per optimiser step over all processes (default: the preset's)",
@@ -49,6 +50,7 @@ HELP = {
     "amp": "bf16 autocast on GPU",
     "compile": "torch.compile the networks",
     "provenance": "lineage copied into the model folder, YAML map",
+    "pretrained": "MirrorGAN presets: the folder `python -m components.pretrain` wrote (DAMSM's STEM and STREAM)",
 }
 
 

@@ -1,4 +1,4 @@
-"""kfp component: train XMC-GAN, one process per GPU, tracked in MLflow."""
+"""kfp component: train XMC-GAN or MirrorGAN (the preset says which), one process per GPU, tracked in MLflow."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -13,6 +13,7 @@ def train(
     max_lengths: dict,
     preset: str,
     train_overrides: dict,
+    pretrained: str,
     time_limit_minutes: float,
     gpus: int,
     runs_root: str,
@@ -27,6 +28,7 @@ def train(
 
     The preset gives the architecture and the training recipe; `train_overrides` sets any
     model.training.TrainConfig field explicitly (e.g. {"g_lr": 2e-4, "total_images": 50000}).
+    `pretrained` is the pretrain step's folder for MirrorGAN presets ("" for XMC-GAN's).
     Checkpoints go to <runs_root>/<run_name>: a retried step resumes from them."""
     import shutil
     from pathlib import Path
@@ -41,6 +43,7 @@ def train(
             "sources": (source,),
             "max_lengths": {name: int(length) for name, length in max_lengths.items()},  # JSON numbers arrive as floats
             "preset": preset,
+            "pretrained": pretrained,
             "time_limit_minutes": time_limit_minutes,
             "seed": seed,
             "provenance": {"dataset_data_version": dataset.metadata.get("data_version", "")},
