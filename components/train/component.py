@@ -13,7 +13,6 @@ def train(
     max_lengths: dict,
     preset: str,
     train_overrides: dict,
-    pretrained: str,
     time_limit_minutes: float,
     gpus: int,
     runs_root: str,
@@ -23,6 +22,7 @@ def train(
     seed: int,
     model: Output[Model],
     metrics: Output[Metrics],
+    pretrained: str = "",
 ) -> str:
     """The trained generator (EMA weights) as a model folder; returns the MLflow run id.
 
