@@ -1,4 +1,4 @@
-"""kfp component: FID / KID and R-precision of a trained generator on a fixed, seeded caption set."""
+"""kfp component: FID / KID, R-precision (and the DAMSM one) of a trained generator on a fixed, seeded caption set."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
@@ -21,9 +21,13 @@ def evaluate(
     evaluation: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
+    damsm_rprecision: bool = False,
+    damsm: dict = {},  # noqa: B006 - kfp parameter defaults are literals
 ):
     """evaluation.json, report.html, samples.png and caption_set.json; real-image features and the
-    R-precision dual encoder are cached under cache_root (per data version) and reused."""
+    R-precision dual encoder are cached under cache_root (per data version) and reused. With
+    damsm_rprecision, the MirrorGAN paper's DAMSM R-precision is reported too (never gated), by the
+    DAMSM the pretrain step trains with the same `damsm` settings (the same cache)."""
     import shutil
     from pathlib import Path
 
@@ -39,6 +43,8 @@ def evaluate(
         demo_shapes=demo_shapes,
         untrained_baseline=untrained_baseline,
         cache_dir=cache_root,
+        damsm_rprecision=damsm_rprecision,
+        damsm=damsm,
     )
     version = dataset.metadata.get("data_version") or data_version(dataset.path)
     summary = evaluate(
