@@ -1,4 +1,5 @@
-"""`python -m model`: the preset table with parameter counts of each network, and each preset's recipe.
+"""`python -m model`: the preset table with parameter counts of each network, and each preset's recipe
+(XMC-GAN's, then MirrorGAN's: model/mirrorgan/__main__.py).
 
 Counts depend on the text width (the sentence projections and region layers): shown for
 BERT-base (768, the authors' encoder) and MiniLM-L6 (384, the offline default here).
@@ -66,6 +67,10 @@ def main() -> None:
         print(f"    widths {row['widths']}; attention {row['attention']}; VGG loss {row['vgg']}")
         recipe = PRESETS[name].recipe
         print("    recipe " + ", ".join(f"{key} {list(v) if isinstance(v, tuple) else v}" for key, v in recipe.items()))
+    print()
+    from .mirrorgan.__main__ import print_table as print_mirrorgan_table
+
+    print_mirrorgan_table()
 
 
 if __name__ == "__main__":
