@@ -17,6 +17,7 @@ A DAMSM folder: damsm.json (config, vocabulary size), vocabulary.json, text_enco
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,7 +44,9 @@ class InceptionTrunk(nn.Module):
 
     def __init__(self, torchscript_path: str | Path, *, image_size: int):
         super().__init__()
-        network = torch.jit.load(str(torchscript_path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # torch 2.14 deprecates TorchScript loading; the file is TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            network = torch.jit.load(str(torchscript_path), map_location="cpu").eval()
         self.layers = nn.ModuleDict(
             (name, layer) for name, layer in network.net.layers.named_children() if name != "pool2"
         )
