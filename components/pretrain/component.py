@@ -1,9 +1,26 @@
-"""kfp component: pretrain MirrorGAN's DAMSM and STREAM on the validated dataset (cached by data version)."""
+"""kfp components of the pretraining branch: the architecture of a preset (the branch's condition),
+MirrorGAN's pretraining (DAMSM, STREAM; cached by data version), and the XMC-GAN side's empty answer."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def architecture(preset: str) -> str:
+    """The model family of a preset: "xmcgan" or "mirrorgan" (model/config.py PRESETS)."""
+    from model.config import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[preset].architecture
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def no_pretraining() -> str:
+    """XMC-GAN needs no pretrained networks (its text encoder is a frozen transformers model): no folder."""
+    return ""
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -14,20 +31,27 @@ def pretrain(
     damsm: dict,
     stream: dict,
     cache_root: str,
+    runs_root: str,
+    run_name: str,
     tracking_uri: str,
     pretrained: Output[Model],
     metrics: Output[Metrics],
 ) -> str:
-    """The pretrained folder (damsm/, stream/, pretrained.json) for the train step; returns the MLflow run id.
-    Networks are cached under cache_root/pretrain by data version and settings: the evaluate step's
-    DAMSM score reuses the DAMSM trained here."""
+    """DAMSM (STEM) and STREAM for the MirrorGAN preset; returns the folder the train step reads
+    (<runs_root>/<run_name>/pretrained, on the volume the train step shares), which the `pretrained`
+    artifact copies for lineage. Networks are cached under cache_root/pretrain by data version and
+    settings: the evaluate step's DAMSM score reuses the DAMSM trained here."""
+    import shutil
+    from pathlib import Path
+
     from components.data_version import data_version
     from components.pretrain import PretrainConfig, run_pretraining
 
     version = dataset.metadata.get("data_version") or data_version(dataset.path)
+    folder = Path(runs_root) / run_name / "pretrained"
     config = PretrainConfig(
         data_root=dataset.path,
-        out=pretrained.path,
+        out=str(folder),
         preset=preset,
         sources=(source,),
         damsm=damsm,
@@ -36,7 +60,9 @@ def pretrain(
         data_version=version,
     )
     manifest = run_pretraining(config, tracking_uri=tracking_uri or None)
-    pretrained.metadata.update({**manifest["versions"], "data_version": version, "preset": preset})
+    shutil.copytree(folder, pretrained.path, dirs_exist_ok=True)
+    pretrained.metadata.update({**manifest["versions"], "data_version": version, "preset": preset,
+                                "mlflow_run_id": manifest.get("run_id", "")})  # fmt: skip
     for name, value in manifest["final"].items():
         metrics.log_metric(name, value)
-    return manifest.get("run_id", "")
+    return str(folder)
