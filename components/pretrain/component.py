@@ -28,6 +28,7 @@ def pretrain(
     dataset: Input[Dataset],
     source: str,
     preset: str,
+    train_overrides: dict,
     damsm: dict,
     stream: dict,
     cache_root: str,
@@ -40,12 +41,14 @@ def pretrain(
     """DAMSM (STEM) and STREAM for the MirrorGAN preset; returns the folder the train step reads
     (<runs_root>/<run_name>/pretrained, on the volume the train step shares), which the `pretrained`
     artifact copies for lineage. Networks are cached under cache_root/pretrain by data version and
-    settings: the evaluate step's DAMSM score reuses the DAMSM trained here."""
+    settings: the evaluate step's DAMSM score reuses the DAMSM trained here. STREAM learns on images
+    of the generator's size: the preset's, or that of train_overrides' model_overrides."""
     import shutil
     from pathlib import Path
 
     from components.data_version import data_version
     from components.pretrain import PretrainConfig, run_pretraining
+    from model.config import preset as preset_configs
 
     version = dataset.metadata.get("data_version") or data_version(dataset.path)
     folder = Path(runs_root) / run_name / "pretrained"
@@ -53,6 +56,7 @@ def pretrain(
         data_root=dataset.path,
         out=str(folder),
         preset=preset,
+        image_size=preset_configs(preset, **train_overrides.get("model_overrides", {}))[0].image_size,
         sources=(source,),
         damsm=damsm,
         stream=stream,
