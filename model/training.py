@@ -1,8 +1,12 @@
-"""The XMC-GAN training loop, to be read top to bottom.
+"""The training loop, to be read top to bottom, shared by both architectures: the preset's family
+brings its networks, objective, sample stream and model folder (`TrainingParts`: XMC-GAN's built
+below, MirrorGAN's in model/mirrorgan/training.py); data order, phases, gradients, EMA, ticks,
+checkpoints and resume are the same code.
 
 One process per GPU (or per CPU process with gloo), started by torchrun; a single plain process
 works too. Per iteration, in the authors' schedule: `d_steps_per_g_step` discriminator steps, each
-on a fresh global batch, then one generator step on the last batch, then the EMA update of G.
+on a fresh global batch, then one generator step on the last batch, then the EMA update of G
+(MirrorGAN: one D step, whose fakes its generator step reuses).
 
 Distributed training syncs gradients with one all-reduce of the flattened gradients per step (as
 NVlabs/stylegan3 does) instead of a DDP wrapper: GAN phases use parameters of both networks in
