@@ -71,7 +71,9 @@ def damsm_word_scores(
         R_ji = log Σ_{t real} exp(γ2 cos(w_it, c_t))
 
     This is not XMC-GAN's region-word score (model/losses.py: cosine attention in one softmax, and a
-    1/γ2 in front of the log-sum-exp), so the two are kept apart.
+    1/γ2 in front of the log-sum-exp), so the two are kept apart. The contexts (n_captions x n_images
+    x T x d numbers) are never formed: w_it · c_t = Σ_r α_tr s_tr and |c_t|² = α_t^T (V_j V_j^T) α_t,
+    which costs R² instead of R·d per word and pair.
     """
     similarity = torch.einsum("itd,jrd->ijtr", words, regions)
     word_mask = mask[:, None, :, None]
@@ -79,8 +81,10 @@ def damsm_word_scores(
     # and it is left out of the sum below.
     normalised = similarity.masked_fill(~word_mask, -1e9).softmax(dim=2)  # over words
     attention = (gamma1 * normalised).softmax(dim=3)  # over regions
-    context = torch.einsum("ijtr,jrd->ijtd", attention, regions)
-    cosine = _cosine(words[:, None], context)  # (n_captions, n_images, T)
+    region_gram = regions @ regions.transpose(1, 2)  # (n_images, R, R)
+    context_norm = (torch.einsum("ijtr,jrq->ijtq", attention, region_gram) * attention).sum(-1).clamp_min(1e-16).sqrt()
+    word_norm = words.norm(dim=-1)[:, None, :]  # (n_captions, 1, T)
+    cosine = (attention * similarity).sum(-1) / (word_norm * context_norm).clamp_min(1e-8)
     scores = (gamma2 * cosine).masked_fill(~mask[:, None, :], float("-inf")).logsumexp(dim=-1)
     return scores.T
 
