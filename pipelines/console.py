@@ -10,6 +10,7 @@ path of its log.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -38,7 +39,13 @@ class StepConsole:
     2200 written + 0 rejected"), or "".
     """
 
-    def __init__(self, terminal: TextIO, log_dir: Path, *, key_figure: Callable[[str], str] = lambda step: ""):
+    def __init__(
+        self,
+        terminal: TextIO,
+        log_dir: Path,
+        *,
+        key_figure: Callable[[str], str] = lambda step: "",
+    ):
         self.terminal, self.log_dir, self.key_figure = terminal, log_dir, key_figure
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(log_dir / "pipeline.log", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -86,7 +93,9 @@ class StepConsole:
         elif finished := FINISHED.search(line):
             self._finish(finished.group(1), finished.group(2))
         elif cached := CACHED.search(line):
-            self._print(f"  = {self._label(cached.group(1))} reused from the cache (same code, inputs and settings)")
+            step = cached.group(1)
+            figure = self.key_figure(step)
+            self._print(f"  ok {self._label(step):<10}  cached   {figure}".rstrip())
         elif self.step:
             self.step_log.write(line + "\n")
             self.recent.append(line)
@@ -156,14 +165,19 @@ class StepConsole:
             self._print(text)
 
 
-def attach(log_dir: Path, *, key_figure: Callable[[str], str]) -> StepConsole:
-    """Route sys.stdout and sys.stderr through a StepConsole; `detach` restores them."""
-    console = StepConsole(sys.stdout, log_dir, key_figure=key_figure)
+def attach(log_dir: Path, **callbacks) -> StepConsole:
+    """Route sys.stdout and sys.stderr through a StepConsole (callbacks: see it); `detach` restores them."""
+    console = StepConsole(sys.stdout, log_dir, **callbacks)
     console.saved = (sys.stdout, sys.stderr)
     sys.stdout = sys.stderr = console
+    # kfp logs a cache hit outside its per-task logging setup (on the root logger at INFO): hear it too
+    console.handler = logging.StreamHandler(console)
+    console.handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(console.handler)
     return console
 
 
 def detach(console: StepConsole) -> None:
     sys.stdout, sys.stderr = console.saved
+    logging.getLogger().removeHandler(console.handler)
     console.close()

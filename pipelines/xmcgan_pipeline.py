@@ -15,7 +15,9 @@ overrides one (values are YAML: `--set sources='[coco, ln_coco]'`).
 
 import argparse
 import json
+import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,13 +29,23 @@ from components.deploy.component import deploy
 from components.embed.component import embed
 from components.evaluate.component import evaluate
 from components.ingest.component import ingest
+from components.lineage import code_fingerprint
 from components.promote.component import gate, promote
-from components.raw_data.component import raw_data
+from components.raw_data.component import raw_data, raw_data_version
 from components.train.component import train
 from components.validate.component import validate
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_NAME = "xmcgan"
+
+
+def cached(task, component_module: str):
+    """Let `task` reuse an earlier run's outputs, keyed (besides its inputs and settings) by the
+    source of the code it runs: an edited step re-runs, and with it every step after it, since
+    its outputs are new. The gate, promote and deploy change the registry and the served model,
+    so they always run."""
+    task.set_caching_options(True)
+    return task.set_env_variable("XMCGAN_CODE_FINGERPRINT", code_fingerprint(component_module))
 
 
 @dsl.pipeline(
@@ -89,20 +101,19 @@ def xmcgan_pipeline(
     ],
     seed: int = 0,
 ):
-    raw = raw_data(
-        raw_data_uri=raw_data_uri,
-        dvc_repo=dvc_repo,
-        dvc_rev=dvc_rev,
-        demo_train_images=demo_train_images,
-        demo_val_images=demo_val_images,
-        demo_image_size=demo_image_size,
-        seed=seed,
-    ).set_display_name("raw data")
+    source_data = dict(raw_data_uri=raw_data_uri, dvc_repo=dvc_repo, dvc_rev=dvc_rev, seed=seed,
+                       demo_train_images=demo_train_images, demo_val_images=demo_val_images,
+                       demo_image_size=demo_image_size)  # fmt: skip
+    version = raw_data_version(**source_data).set_display_name("data version")
+    version.set_caching_options(False)
+    raw = raw_data(version=version.output, **source_data).set_display_name("raw data")
+    cached(raw, "components.raw_data.component")
 
     with dsl.ParallelFor(sources) as source:
         records = ingest(
             raw=raw.outputs["raw"], source=source, image_size=image_size, resize=resize, runner=beam_runner
         ).set_display_name("ingest")
+        cached(records, "components.ingest.component")
         embeddings = embed(
             records=records.outputs["records"],
             source=source,
@@ -110,6 +121,7 @@ def xmcgan_pipeline(
             max_lengths=max_lengths,
             runner=beam_runner,
         ).set_display_name("embed")
+        cached(embeddings, "components.embed.component")
 
     checked = validate(
         records=dsl.Collected(records.outputs["records"]),
@@ -119,6 +131,7 @@ def xmcgan_pipeline(
         split_min_val=split_min_val,
         max_dead_letter_fraction=max_dead_letter_fraction,
     ).set_display_name("validate")
+    cached(checked, "components.validate.component")
 
     trained = train(
         dataset=checked.outputs["dataset"],
@@ -135,7 +148,7 @@ def xmcgan_pipeline(
         seed=seed,
     ).set_display_name("train")
     trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
-    trained.set_caching_options(False)  # a retrained model is the point of a scheduled run
+    cached(trained, "components.train.component")  # scheduled runs turn caching off (schedule())
 
     scored = evaluate(
         model=trained.outputs["model"],
@@ -150,6 +163,7 @@ def xmcgan_pipeline(
         seed=seed,
     )
     scored.set_display_name("evaluate")
+    cached(scored, "components.evaluate.component")
 
     decided = gate(
         model=trained.outputs["model"],
@@ -224,43 +238,94 @@ def local_defaults(output: Path) -> dict:
 def run_local(*, parameters: dict, output: Path, console: bool = False) -> dict:
     """Run the pipeline with kfp's SubprocessRunner in this interpreter; returns the run's summary.
 
-    With `console`, the terminal shows one line per step (pipelines/console.py) and everything the
-    steps print goes to log files under <output>/logs/<run>/ instead."""
+    Steps whose code, inputs and settings are unchanged since an earlier run are reused from the
+    kfp cache (<output>/kfp-cache). With `console`, the terminal shows one line per step
+    (pipelines/console.py) and what the steps print goes to log files under <output>/logs/<run>/."""
     from kfp import local
 
     from pipelines import console as step_console
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    output = output.resolve()
     output.mkdir(parents=True, exist_ok=True)
-    root = output.resolve() / "pipeline-root"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    folders = RunFolders(output / "pipeline-root", output / "kfp-cache")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(folders.root),
+        enable_caching=True,
+        cache_root=str(folders.cache_root),
+    )
     arguments = {**local_defaults(output), **parameters}
     started = time.time()
-    before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
-    log_dir = output.resolve() / "logs" / time.strftime("%Y%m%d-%H%M%S")
-    attached = step_console.attach(log_dir, key_figure=lambda step: key_figure(root, before, step)) if console else None
+    log_dir = output / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    root_logger, level = logging.getLogger(), logging.getLogger().level
+    root_logger.addHandler(folders)  # kfp logs each cache hit on the root logger, outside its task logging
+    root_logger.setLevel(logging.INFO)
+    attached = step_console.attach(log_dir, key_figure=lambda step: key_figure(folders, step)) if console else None
     try:
         xmcgan_pipeline(**arguments)
     finally:
         if attached:
             step_console.detach(attached)
-    (run_dir,) = set(root.glob(f"{PIPELINE_NAME}-*")) - before
-    summary = summarise_local_run(run_dir, arguments=arguments, seconds=time.time() - started)
+        root_logger.removeHandler(folders)
+        root_logger.setLevel(level)
+    summary = summarise_local_run(folders, arguments=arguments, seconds=time.time() - started)
     summary["logs"] = str(log_dir) if console else None
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (folders.run_dir() / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def key_figure(root: Path, before: set[Path], step: str) -> str:
+CACHE_HIT = re.compile(r"Task (\S+) cache hit \(key=(\w+)\)")
+
+
+class RunFolders(logging.Handler):
+    """Where the outputs of each step of the running local pipeline are: in the run's own folder,
+    or, for a step reused from the cache, in the folder of the earlier run that made them (heard
+    as a logging handler: kfp logs "Task NAME cache hit (key=...)")."""
+
+    def __init__(self, root: Path, cache_root: Path):
+        super().__init__(logging.INFO)
+        self.root, self.cache_root = root, cache_root
+        self.before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
+        self.reused: dict[str, list[Path]] = {}
+
+    def run_dir(self) -> Path | None:
+        runs = sorted(set(self.root.glob(f"{PIPELINE_NAME}-*")) - self.before)
+        return runs[-1] if runs else None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hit := CACHE_HIT.search(record.getMessage()):
+            self.reuse(hit.group(1).strip("'"), hit.group(2))
+
+    def reuse(self, step: str, key_prefix: str) -> None:
+        """Record the folder of a cache hit (kfp logs the first characters of the cache key)."""
+        for entry in self.cache_root.glob(f"{key_prefix}*.json"):
+            for output in json.loads(entry.read_text()).values():
+                artifacts = output.get("artifacts", [output]) if isinstance(output, dict) else []
+                for artifact in artifacts:
+                    if isinstance(artifact, dict) and artifact.get("uri"):
+                        folder = Path(artifact["uri"]).parent
+                        if folder not in self.reused.setdefault(step, []):
+                            self.reused[step].append(folder)
+                        break
+
+    def tasks(self, step: str) -> list[Path]:
+        """Every folder of `step` in this run (a step inside a ParallelFor has one per iteration), oldest first."""
+        run = self.run_dir()
+        own = [p.parent for p in run.rglob(f"{step}/executor_output.json")] if run else []
+        return sorted({*own, *self.reused.get(step, [])}, key=lambda p: p.stat().st_mtime)
+
+    def task(self, step: str) -> Path | None:
+        found = self.tasks(step)
+        return found[-1] if found else None
+
+
+def key_figure(folders: RunFolders, step: str) -> str:
     """The one figure the terminal shows when a step of the running pipeline succeeds."""
-    runs = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
-    if not runs:
+    task = folders.task(step)
+    if task is None:
         return ""
-    tasks = sorted(runs[-1].rglob(f"{step}/executor_output.json"), key=lambda p: p.stat().st_mtime)
-    if not tasks:
-        return ""
-    task = tasks[-1].parent
     metrics = _artifact_metadata(task)
     if step == "raw-data":
         return f"data version {_parameter(task, 'Output')}"
@@ -279,7 +344,7 @@ def key_figure(root: Path, before: set[Path], step: str) -> str:
     if step == "gate":
         return "PASSED" if _parameter(task, "Output") else "FAILED (promote and deploy are skipped)"
     if step == "promote":
-        return f"champion is version {_artifact_metadata(runs[-1] / 'gate', 'decision').get('version', '?')}"
+        return f"champion is version {_artifact_metadata(folders.task('gate'), 'decision').get('version', '?')}"
     if step == "deploy":
         return _artifact_metadata(task, "images").get("url", "")
     return ""
@@ -300,30 +365,36 @@ def _parameter(task_dir: Path, name: str):
     return _executor_output(task_dir).get("parameterValues", {}).get(name)
 
 
-def summarise_local_run(run_dir: Path, *, arguments: dict, seconds: float) -> dict:
-    """What the run did, read back from its task outputs: counts, scores, the decision, where things are."""
-    tasks = {p.name: p for p in run_dir.iterdir() if p.is_dir()}
-    ingests = sorted(run_dir.glob("for-loop-*/ingest"))  # one per source: the ParallelFor's iterations
-    evaluation_file = tasks["evaluate"] / "evaluation" / "evaluation.json"
+def summarise_local_run(folders: RunFolders, *, arguments: dict, seconds: float) -> dict:
+    """What the run did, read back from its task outputs (its own or reused ones): counts, scores,
+    the decision, where things are."""
+    run_dir = folders.run_dir()
+
+    def task(step: str) -> Path:  # a step that did not run (gate failed) has no folder: read as empty
+        return folders.task(step) or run_dir / f"-{step}"
+
+    evaluation_file = task("evaluate") / "evaluation" / "evaluation.json"
     evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else {}
-    decision_file = tasks["gate"] / "decision" / "decision.json"
-    deploy_file = tasks.get("deploy", run_dir / "-") / "images" / "deploy.json"
+    decision_file = task("gate") / "decision" / "decision.json"
+    deploy_file = task("deploy") / "images" / "deploy.json"
     return {
         "seconds": round(seconds, 1),
         "run_dir": str(run_dir),
-        "raw_data_version": _parameter(tasks["raw-data"], "Output"),
-        "ingest": {
-            _artifact_metadata(t, "records").get("source", t.parent.name): _artifact_metadata(t) for t in ingests
+        "reused_from_cache": sorted(folders.reused),
+        "raw_data_version": _parameter(task("raw-data"), "Output"),
+        "ingest": {  # one per source: the ParallelFor's iterations
+            _artifact_metadata(t, "records").get("source", t.parent.name): _artifact_metadata(t)
+            for t in folders.tasks("ingest")
         },
-        "validation": _artifact_metadata(tasks["validate"]),
-        "training": {**_artifact_metadata(tasks["train"]), "mlflow_run_id": _parameter(tasks["train"], "Output")},
+        "validation": _artifact_metadata(task("validate")),
+        "training": {**_artifact_metadata(task("train")), "mlflow_run_id": _parameter(task("train"), "Output")},
         "evaluation": {
             "metrics": evaluation.get("metrics", {}),
             "baselines": evaluation.get("scores", {}),
-            "report": str(tasks["evaluate"] / "report"),
+            "report": str(task("evaluate") / "report"),
         },
         "gate": json.loads(decision_file.read_text()) if decision_file.is_file() else None,
-        "registered_version": _artifact_metadata(tasks["gate"], "decision").get("version"),
+        "registered_version": _artifact_metadata(task("gate"), "decision").get("version"),
         "deploy": json.loads(deploy_file.read_text()) if deploy_file.is_file() else None,
         "tracking_uri": arguments["tracking_uri"],
     }

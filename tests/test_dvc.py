@@ -7,7 +7,6 @@ never in this checkout's DVC state.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from components.data_version import data_version
+from components.lineage import project_files_imported
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -58,34 +58,6 @@ def set_param(repo: Path, section: str, key: str, value) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params[section][key] = value
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def module_file(name: str) -> Path:
-    path = REPO.joinpath(*name.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-
-
-def project_files_imported(entry: str) -> set[str]:
-    """Every project file that importing module `entry` executes: its imports, transitively, with the
-    __init__.py of every package on the way (read from the source, nothing is imported)."""
-    todo, seen = [entry], set()
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if not path.is_file() or path in seen:  # not a project module (a library, or a name inside a module)
-            continue
-        seen.add(path)
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
-        package = parts if path.name == "__init__.py" else parts[:-1]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = package[: len(package) - node.level + 1] if node.level else []
-                module = ".".join([*base, *([node.module] if node.module else [])])
-                todo += [module, *(f"{module}.{alias.name}" for alias in node.names)]
-    return {str(path.relative_to(REPO)) for path in seen}
 
 
 def test_every_stage_depends_on_the_code_it_imports():

@@ -45,6 +45,7 @@ def test_every_step_is_present_and_the_gate_guards_promotion_and_deploy(compiled
     condition_name, condition = next((n, t) for n, t in root_tasks.items() if "triggerPolicy" in t)
     guarded = _tasks(compiled["components"][condition["componentRef"]["name"]])
     assert set(root_tasks) - {condition_name, next(n for n, t in root_tasks.items() if t is loop)} == {
+        "raw-data-version",
         "raw-data",
         "validate",
         "train",
@@ -59,6 +60,25 @@ def test_every_step_is_present_and_the_gate_guards_promotion_and_deploy(compiled
     assert promote_input == {"outputParameterKey": "Output", "producerTask": "gate"}
     assert set(root_tasks) | set(loop_tasks) | set(guarded) >= STEPS
     assert guarded["deploy"]["dependentTasks"] == ["promote"]
+
+
+def test_steps_reuse_cached_outputs_keyed_by_their_code_except_the_registry_and_serving(compiled):
+    executors = compiled["deploymentSpec"]["executors"]
+    tasks = {**_tasks(compiled["root"])}
+    for component in compiled["components"].values():
+        tasks.update(_tasks(component) if "dag" in component else {})
+    for name, task in tasks.items():
+        if "componentRef" not in task or task["componentRef"]["name"].startswith("comp-for-loop"):
+            continue
+        if task["componentRef"]["name"].startswith("comp-condition"):
+            continue
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        executor = executors[f"exec-{task['componentRef']['name'].removeprefix('comp-')}"]["container"]
+        env = {e["name"]: e["value"] for e in executor.get("env", [])}
+        if name in ("raw-data-version", "gate", "promote", "deploy"):
+            assert not cached, name  # the data's newest version, the registry and the server: always asked anew
+        else:
+            assert cached and len(env["XMCGAN_CODE_FINGERPRINT"]) == 16, name
 
 
 def test_artifacts_are_typed(compiled):

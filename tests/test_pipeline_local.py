@@ -28,7 +28,7 @@ TINY = {
 
 
 @pytest.mark.slow
-def test_pipeline_runs_end_to_end_and_a_failing_gate_changes_nothing(tmp_path):
+def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_changes_nothing(tmp_path):
     passing = run_local(parameters={**TINY, "max_fid": 10_000.0, "min_rprecision": 0.0}, output=tmp_path)
     run_dir = tmp_path / "pipeline-root" / passing["run_dir"].split("/")[-1]
     assert passing["ingest"]["coco"]["images_in"] == 124
@@ -49,7 +49,11 @@ def test_pipeline_runs_end_to_end_and_a_failing_gate_changes_nothing(tmp_path):
     training_run = client.get_run(passing["training"]["mlflow_run_id"])
     assert training_run.data.tags["data_version"].endswith(".dir")
 
+    assert passing["reused_from_cache"] == []
+    # Only the gate's thresholds change: every step before it is reused, the gate itself runs again.
     failing = run_local(parameters={**TINY, "max_fid": 0.001, "min_rprecision": 0.0}, output=tmp_path)
+    assert failing["reused_from_cache"] == ["embed", "evaluate", "ingest", "raw-data", "train", "validate"]
+    assert failing["training"]["mlflow_run_id"] == passing["training"]["mlflow_run_id"]
     assert failing["gate"]["promote"] is False and failing["registered_version"] == "2"
     assert any(reason.startswith("FAIL: FID") for reason in failing["gate"]["reasons"])
     assert failing["deploy"] is None
@@ -58,3 +62,14 @@ def test_pipeline_runs_end_to_end_and_a_failing_gate_changes_nothing(tmp_path):
     assert str(client.get_model_version_by_alias("xmcgan", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("xmcgan", "challenger").version) == "2"
     assert json.loads((second_run / "summary.json").read_text())["registered_version"] == "2"
+
+
+@pytest.mark.slow
+def test_a_changed_training_setting_reruns_training_and_what_follows_only(tmp_path):
+    gate = {"max_fid": 10_000.0, "min_rprecision": 0.0}
+    first = run_local(parameters={**TINY, **gate}, output=tmp_path)
+    longer = {**TINY, **gate, "train_overrides": {**TINY["train_overrides"], "total_images": 48}}
+    second = run_local(parameters=longer, output=tmp_path)
+    assert second["reused_from_cache"] == ["embed", "ingest", "raw-data", "validate"]
+    assert second["training"]["images_seen"] == 48 and first["training"]["images_seen"] == 32
+    assert second["training"]["mlflow_run_id"] != first["training"]["mlflow_run_id"]

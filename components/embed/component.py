@@ -18,6 +18,7 @@ def embed(
 ):
     """Token embeddings, masks and sentence embeddings of every caption of `source`."""
     from components.embed import EmbedConfig, run_embed
+    from components.kfp_metrics import log_metrics
 
     summary = run_embed(
         config=EmbedConfig(
@@ -29,6 +30,5 @@ def embed(
             runner=runner,
         )
     )
-    metrics.log_metric("captions", summary["captions"])
-    metrics.log_metric("captions_per_second", summary["captions_per_second"])
+    log_metrics(metrics, {"captions": summary["captions"], "captions_per_second": summary["captions_per_second"]})
     embeddings.metadata.update({"source": source, "encoder": encoder, "max_length": int(max_lengths[source])})

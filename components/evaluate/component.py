@@ -33,6 +33,7 @@ def evaluate(
 
     from components.data_version import data_version
     from components.evaluate import EvalConfig, evaluate
+    from components.kfp_metrics import log_metrics
 
     config = EvalConfig(
         source=source,
@@ -51,6 +52,4 @@ def evaluate(
         data_root=dataset.path, out_dir=evaluation.path, data_version=version, config=config, model_dir=model.path
     )
     shutil.copy(Path(evaluation.path) / "report.html", report.path)
-    for name, value in summary["metrics"].items():
-        if isinstance(value, int | float):
-            metrics.log_metric(name, value)
+    log_metrics(metrics, {name: value for name, value in summary["metrics"].items() if isinstance(value, int | float)})

@@ -18,6 +18,7 @@ def ingest(
 ):
     """Parquet records, dead letters and counts of `source` (coco, ln_coco, ln_open_images)."""
     from components.ingest import IngestConfig, run_ingest
+    from components.kfp_metrics import log_metrics
     from components.raw_data import input_root
 
     summary = run_ingest(
@@ -30,6 +31,7 @@ def ingest(
             runner=runner,
         )
     )
-    for outcome, count in summary["images"].items():  # in = written + rejected
-        metrics.log_metric(f"images_{outcome}", count)
+    log_metrics(
+        metrics, {f"images_{outcome}": count for outcome, count in summary["images"].items()}
+    )  # in = written + rejected
     records.metadata.update({"source": source, "raw_data_version": raw.metadata.get("data_version", "")})

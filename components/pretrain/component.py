@@ -47,6 +47,7 @@ def pretrain(
     from pathlib import Path
 
     from components.data_version import data_version
+    from components.kfp_metrics import log_metrics
     from components.pretrain import PretrainConfig, run_pretraining
     from model.config import preset as preset_configs
 
@@ -67,6 +68,5 @@ def pretrain(
     shutil.copytree(folder, pretrained.path, dirs_exist_ok=True)
     pretrained.metadata.update({**manifest["versions"], "data_version": version, "preset": preset,
                                 "mlflow_run_id": manifest.get("run_id", "")})  # fmt: skip
-    for name, value in manifest["final"].items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, manifest["final"])
     return str(folder)

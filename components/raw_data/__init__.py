@@ -10,6 +10,7 @@ DVC hash):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -59,6 +60,27 @@ def resolve_raw_data(
     (out / MANIFEST).write_text(json.dumps(summary, indent=2))
     log.info("raw data: %s", summary)
     return summary
+
+
+def raw_data_version(*, raw_data_uri: str = "", dvc_repo: str = "", dvc_rev: str = "", demo: dict | None = None) -> str:
+    """Which raw data a run would read, without fetching it: what keys the cached raw-data step.
+
+    A DVC repository: its commit at `dvc_rev` (the newest when empty, so a new commit means new
+    data); a local folder: its DVC hash; a bucket: its URL (unversioned, see resolve_raw_data);
+    the demo: its settings and the code that draws it.
+    """
+    if dvc_repo:
+        from dvc.repo import Repo
+
+        with Repo.open(dvc_repo, rev=dvc_rev or None) as repo:
+            return f"dvc:{dvc_repo}@{repo.scm.get_rev()}"
+    if raw_data_uri:
+        local = "://" not in raw_data_uri or raw_data_uri.startswith("file://")
+        return data_version(raw_data_uri.removeprefix("file://")) if local else f"unversioned:{raw_data_uri}"
+    from components.lineage import code_fingerprint
+
+    settings = json.dumps({**(demo or {}), "code": code_fingerprint("components.demo_data.generate")}, sort_keys=True)
+    return "demo:" + hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 def input_root(raw_folder: str | Path) -> str:

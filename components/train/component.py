@@ -33,6 +33,7 @@ def train(
     import shutil
     from pathlib import Path
 
+    from components.kfp_metrics import log_metrics
     from components.train.launch import run_training
     from model.training import TrainConfig
 
@@ -62,6 +63,5 @@ def train(
     model.metadata.update(
         {"training_run_id": summary.get("run_id", ""), "preset": preset, "images_seen": summary["images_seen"]}
     )
-    for key in ("images_seen", "steps", "wall_seconds"):
-        metrics.log_metric(key, summary[key])
+    log_metrics(metrics, {key: summary[key] for key in ("images_seen", "steps", "wall_seconds")})
     return summary.get("run_id", "")

@@ -23,6 +23,7 @@ def validate(
     import tempfile
 
     from components.data_version import data_version
+    from components.kfp_metrics import log_metrics
     from components.validate import ValidateConfig, failure_lines, run_validate
     from components.validate.merge import merge_roots
 
@@ -38,8 +39,7 @@ def validate(
         )
     )
     shutil.copy(summary["reports"]["html"], report.path)
-    metrics.log_metric("checks_passed", summary["passed"])
-    metrics.log_metric("checks_failed", summary["failed"])
+    log_metrics(metrics, {"checks_passed": summary["passed"], "checks_failed": summary["failed"]})
     if not summary["success"]:
         raise RuntimeError("data validation failed:\n" + "\n".join(failure_lines(summary["results"])))
     dataset.metadata["data_version"] = data_version(dataset.path)
