@@ -16,12 +16,18 @@ MASKED_LOGIT = -1e9  # added to the logits of padded words, as the authors do
 
 
 def init_glorot(module: nn.Module) -> nn.Module:
-    """Glorot-normal weights and zero biases for every conv and linear layer (the authors' init)."""
-    for layer in module.modules():
+    """Glorot-normal weights and zero biases for every conv and linear layer (the authors' init).
+
+    The spatially conditioned batch norms reset their linears afterwards, as one combined layer:
+    modules() lists a parent before its children, so resetting in the same pass would be
+    overwritten by the children's own Glorot init."""
+    layers = list(module.modules())
+    for layer in layers:
         if isinstance(layer, nn.Conv2d | nn.Linear):
             nn.init.xavier_normal_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+    for layer in layers:
         if isinstance(layer, SpatialConditionalBatchNorm):
             layer.reset_parameters()
     return module

@@ -173,3 +173,21 @@ def test_ema_update_averages_parameters_and_copies_buffers():
         torch.testing.assert_close(dict(ema.named_parameters())[name], 0.9 * before[name] + 0.1 * param)
     for name, buffer in generator.named_buffers():
         assert torch.equal(dict(ema.named_buffers())[name], buffer)
+
+
+def test_spatial_batch_norm_keeps_its_combined_fan_initialisation():
+    """Glorot of one (text_dim + cond_dim) -> channels layer, as the authors' 1x1 conv, not of each
+    child linear: init_glorot must not overwrite the layer's own reset."""
+    from model.layers import SpatialConditionalBatchNorm
+
+    torch.manual_seed(0)
+    config, _ = preset("xmcgan-128", text_dim=768)
+    norms = [m for m in Generator(config).modules() if isinstance(m, SpatialConditionalBatchNorm)]
+    assert len(norms) == 7
+    for norm in norms:
+        channels, text_dim = norm.gamma_words.weight.shape
+        intended = (2 / (text_dim + norm.gamma_global.in_features + channels)) ** 0.5
+        for layer in (norm.gamma_words, norm.gamma_global, norm.beta_words, norm.beta_global):
+            assert layer.weight.std().item() == pytest.approx(intended, rel=0.03)
+        # what the global linear's own Glorot init would give (the bug): clearly more
+        assert (2 / (norm.gamma_global.in_features + channels)) ** 0.5 > 1.2 * intended
