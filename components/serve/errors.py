@@ -1,4 +1,4 @@
-"""What a client is told when a request fails, the same over HTTP (gate.py) and gRPC (grpc_edge.py).
+"""What a client is told when a request fails, the same over HTTP (http_edge.py) and gRPC (grpc_edge.py).
 
 Validation errors are `kserve.errors.InvalidInput` with a "<field>: <problem>" message, raised by
 protocol.py; the messages here are for the other failures.

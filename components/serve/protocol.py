@@ -40,7 +40,7 @@ OPTIONS = ("images_per_prompt", "seed", "size")
 V1_FIELDS = ("instances", "parameters")
 V1_INSTANCE_FIELDS = ("prompt",)
 # The V2 envelope: kserve's request model drops unknown fields silently, so they are checked on
-# the raw JSON (see gate.py) against these.
+# the raw JSON (see http_edge.py) against these.
 V2_FIELDS = ("id", "parameters", "inputs", "outputs")
 V2_INPUT_FIELDS = ("name", "shape", "datatype", "parameters", "data")
 V2_OUTPUT_FIELDS = ("name", "parameters")

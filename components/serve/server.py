@@ -21,7 +21,7 @@ from kserve.logging import logger
 from kserve.model_server import app
 from kserve.protocol.rest.server import RESTServer
 
-from . import gate
+from . import http_edge
 from .config import ServeConfig
 from .grpc_edge import build_grpc_server
 from .predictor import XMCGANPredictor
@@ -43,7 +43,7 @@ def build_app(config: ServeConfig, model: XMCGANPredictor) -> Servers:
     """
     model_server = kserve.ModelServer(http_port=config.http_port, enable_grpc=False, workers=1)
     model_server.register_model(model)
-    gate.install(app, max_body_bytes=config.max_body_bytes)
+    http_edge.install(app, max_body_bytes=config.max_body_bytes)
     rest = RESTServer(
         FASTAPI_APP_IMPORT_STRING, model_server.dataplane, model_server.model_repository_extension, config.http_port
     )
