@@ -22,6 +22,9 @@ import pyarrow as pa
 
 SOURCES = ("coco", "ln_coco", "ln_open_images")
 SPLITS = ("train", "val")
+# Caption tokens per source, the embeddings' <max length>: XMC-GAN cuts COCO captions to 17 tokens;
+# Localized Narratives are long, 64 tokens keep most of them.
+DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
 
 RECORD_SCHEMA = pa.schema(
     [

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from model.data import SOURCES
+from model.data import DEFAULT_MAX_LENGTHS, SOURCES
 from model.text_encoder import DEFAULT_TEXT_ENCODER
 
 from ..ingest.config import absolute, beam_problems
-
-# XMC-GAN cuts COCO captions to 17 tokens; Localized Narratives are long, 64 tokens keep most of them.
-DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
 
 
 @dataclass(frozen=True)
