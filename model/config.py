@@ -47,13 +47,32 @@ class _DictMixin:
         known = {f.name: f for f in fields(cls)}
         if unknown := sorted(set(values) - set(known)):
             raise ValueError(f"{cls.__name__}: unknown options {unknown}; known options are {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return cls(**json_values(cls, values))
 
     def replace(self, **changes: Any) -> Self:
         known = {f.name for f in fields(self)}
         if unknown := sorted(set(changes) - known):
             raise ValueError(f"{type(self).__name__}: unknown options {unknown}; known options are {sorted(known)}")
-        return replace(self, **changes)
+        return replace(self, **json_values(type(self), changes))
+
+
+def json_values(config_class, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as a dataclass's fields take them: JSON lists become tuples, and an integral number
+    for an int field (or a tuple of ints) becomes that int: kfp carries dict parameters through
+    JSON, which turns 8 into 8.0."""
+    types = {f.name: str(f.type) for f in fields(config_class)}
+
+    def convert(name: str, value: Any) -> Any:
+        integer = types.get(name, "").startswith(("int", "tuple[int"))
+        if isinstance(value, list | tuple):
+            return tuple(int(v) if integer and _integral(v) else v for v in value)
+        return int(value) if integer and _integral(value) else value
+
+    return {name: convert(name, value) for name, value in values.items()}
+
+
+def _integral(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer()
 
 
 @dataclass(frozen=True)

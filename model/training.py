@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_latest_checkpoint, save_checkpoint
-from .config import PRESETS, RECIPE_FIELDS, preset
+from .config import PRESETS, RECIPE_FIELDS, json_values, preset
 from .discriminator import Discriminator
 from .distributed import rank as process_rank
 from .distributed import world_size
@@ -142,19 +142,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         if unknown := set(values) - known:
             raise ValueError(f"unknown training options: {sorted(unknown)}")
-        tuples = {"sources", "betas"}
-        integers = {f.name for f in fields(cls) if f.type in ("int", "int | None")}
-        return cls(
-            **{
-                # JSON (kfp parameters) carries 8 as 8.0: an integral number for an int field is that int
-                k: tuple(v) if k in tuples and v is not None else int(v) if k in integers and _integral(v) else v
-                for k, v in values.items()
-            }
-        )
-
-
-def _integral(value) -> bool:
-    return isinstance(value, float) and value.is_integer()
+        return cls(**json_values(cls, values))
 
 
 class Reporter(Protocol):

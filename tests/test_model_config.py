@@ -102,3 +102,14 @@ def test_the_command_line_records_where_each_setting_came_from(tmp_path):
     assert (config.g_lr, config.d_lr, config.batch_size) == (5e-5, 2e-4, 56)
     assert config.origins["g_lr"] == "command line" and config.origins["d_lr"] == "params.yaml"
     assert config.origins["batch_size"] == "preset xmcgan-128"
+
+
+def test_json_numbers_from_kfp_become_the_int_fields_they_set():
+    """kfp carries dict parameters through JSON, so 16 arrives as 16.0 in model_overrides."""
+    mirrorgan, _ = preset("mirrorgan-64", base_size=16.0, stages=2.0, g_base=4.0)
+    assert (mirrorgan.base_size, mirrorgan.stages, mirrorgan.g_base) == (16, 2, 4)
+    assert type(mirrorgan.base_size) is int
+    xmcgan, _ = preset("cpu-64", g_channels=[8.0, 4.0, 2.0, 1.0], z_dim=64.0)
+    assert xmcgan.g_channels == (8, 4, 2, 1) and type(xmcgan.z_dim) is int
+    with pytest.raises(ValueError, match="z_dim must be a positive integer"):
+        preset("cpu-64", z_dim=64.5)  # not integral: still refused

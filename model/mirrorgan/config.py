@@ -10,22 +10,9 @@ has an offline substitute here; the demo's cheaper settings are in params.yaml.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Self
+from dataclasses import dataclass
 
 from ..config import VGG_LAYERS, _DictMixin
-
-
-class _JSONMixin(_DictMixin):
-    """from_dict that takes JSON's 8.0 for an int field as 8 (kfp passes dict parameters through JSON)."""
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Self:
-        integers = {f.name for f in fields(cls) if f.type == "int"}
-        fixed = {
-            k: int(v) if k in integers and isinstance(v, float) and v.is_integer() else v for k, v in values.items()
-        }
-        return super().from_dict(fixed)
 
 
 def _problems(config, *, positive: tuple[str, ...], fractions: tuple[str, ...] = ()) -> list[str]:
@@ -41,7 +28,7 @@ def _problems(config, *, positive: tuple[str, ...], fractions: tuple[str, ...] =
 
 
 @dataclass(frozen=True)
-class DAMSMConfig(_JSONMixin):
+class DAMSMConfig(_DictMixin):
     """STEM (bi-LSTM text encoder) and DAMSM's image encoder, and how they are pretrained together.
 
     Image side: the frozen Inception-v3 trunk at `image_size` (authors: 299), regions from Mixed_6e
@@ -88,7 +75,7 @@ class DAMSMConfig(_JSONMixin):
 
 
 @dataclass(frozen=True)
-class StreamConfig(_JSONMixin):
+class StreamConfig(_DictMixin):
     """STREAM, the captioner that redescribes G's last image.
 
     The authors: a frozen ImageNet ResNet-152 at 224 px, pooled 2048 -> Linear(256) + BatchNorm,
