@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,45 @@ def test_ingested_demo_passes_and_reports(data):
     assert {"records coco/train", "captions ln_coco/val", "ingest counts coco", "image ids ln_coco"} <= tables
     saved = json.loads((data / "validation" / "validation.json").read_text())
     assert saved["success"] and len(saved["results"]) == summary["checks"]
-    page = (data / "validation" / "validation.html").read_text()
-    assert "Data validation" in page and "passed" in page and "records coco/train" in page
+    assert summary["reports"]["html"] == str(data / "validation" / "validation.html")
+    text = page_text(data / "validation" / "validation.html")
+    assert "Data documentation compiled by Great Expectations" in text and "Succeeded" in text
+    for label, value in (("Evaluated Expectations", summary["checks"]), ("Successful Expectations", summary["passed"])):
+        assert text[text.index(label) + 1] == str(value)
+    for r in summary["results"]:  # every expectation run is on the page: its table, check, type and columns
+        assert f"{r['table']}: {r['check']} [{r['expectation']}]" in text, r
+        columns = [r["kwargs"]["column"]] if "column" in r["kwargs"] else r["kwargs"].get("column_list", [])
+        assert all(column in text for column in columns), r
+
+
+def test_the_report_is_byte_identical_on_a_rerun(data):
+    validate(data)
+    first = {name: (data / "validation" / name).read_bytes() for name in ("validation.html", "validation.json")}
+    validate(data)
+    assert {name: (data / "validation" / name).read_bytes() for name in first} == first
+
+
+def page_text(path: Path) -> list[str]:
+    """The visible text of an HTML page, one entry per text node (scripts and styles left out)."""
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts, self.hidden = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.hidden += tag in ("script", "style")
+
+        def handle_endtag(self, tag):
+            self.hidden -= tag in ("script", "style")
+
+        def handle_data(self, data):
+            if not self.hidden and data.strip():
+                self.parts.append(" ".join(data.split()))
+
+    parser = Text()
+    parser.feed(path.read_text())
+    return parser.parts
 
 
 def test_record_breaches_are_each_named(data):
@@ -110,6 +148,10 @@ def test_counts_that_disagree_with_the_records(data):
         ("records ln_coco/val", "as many records as ingest counted written (16)"),
         ("ingest counts coco", "every input is written or rejected (in = written + rejected)"),
     }
+    text = page_text(data / "validation" / "validation.html")
+    assert "Failed" in text and text[text.index("Unsuccessful Expectations") + 1] == "2"
+    check = "every input is written or rejected (in = written + rejected)"
+    assert f"ingest counts coco: {check} [expect_column_values_to_be_between]" in text
 
 
 def test_wrong_schema_names_the_file(data):

@@ -1,5 +1,6 @@
 """Validate (Great Expectations): schema, nulls, caption lengths, unique ids, image sizes, captions per image,
-dead-letter fraction, split sizes and caption embeddings of the ingested data; a JSON and an HTML report."""
+dead-letter fraction, split sizes and caption embeddings of the ingested data; a JSON report and the Data Docs
+page Great Expectations renders of the validation."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ __all__ = ["ValidateConfig", "failure_lines", "run_validate"]
 
 
 def run_validate(*, config: ValidateConfig) -> dict:
-    """Run every check; write validation.json and validation.html; return the summary ("success" says if all held)."""
+    """Run every check; write validation.json and validation.html (the Data Docs page); return the summary
+    ("success" says if all held)."""
     started = time.perf_counter()
-    results = run_checks(build_tables(config))
+    results, page = run_checks(build_tables(config))
     passed = sum(r["success"] for r in results)
     summary = {
         "success": passed == len(results),
@@ -30,5 +32,5 @@ def run_validate(*, config: ValidateConfig) -> dict:
         "results": results,
     }
     # The report is a function of the data and the settings (no timing in it), so DVC sees no change on a re-run.
-    summary["reports"] = write_report(summary, config.report_dir)
+    summary["reports"] = write_report(summary, page, config.report_dir)
     return {**summary, "seconds": round(time.perf_counter() - started, 3)}

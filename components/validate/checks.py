@@ -1,14 +1,17 @@
-"""Great Expectations suites over the ingested tables, run in an in-memory (ephemeral) context.
+"""Great Expectations suites over the ingested tables, run through a Checkpoint in an in-memory (ephemeral) context.
 
-Every expectation carries `meta.why`: the sentence that the report and the failure message show.
+Every check carries `why`: the sentence that the report and the failure message show.
 """
 
 from __future__ import annotations
 
-import copy
+import datetime as dt
 import json
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,16 @@ from .config import ValidateConfig
 from .tables import RECORD_COLUMNS, captions_of, load_counts, load_embeddings, load_records
 
 EXAMPLES = 5  # failing rows shown per check
+TABLE = "table"  # the column of the validated frame that names each row's table
+# The run's identity in the Data Docs page: fixed, so the page is a function of the data and the settings.
+RUN_NAME, RUN_TIME = "validate", dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str  # a great_expectations.expectations class
+    why: str
+    kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -26,39 +39,37 @@ class Table:
     name: str  # e.g. "records coco/train"
     frame: pd.DataFrame
     index: list[str]  # columns that name a failing row in the report
-    expectations: list
+    checks: list[Check]
 
 
-# Expectation builders: short names keep the suites below readable.
+# Check builders: short names keep the suites below readable.
 
 
-def _gx(kind: str, why: str, **kwargs):
-    import great_expectations as gx
-
-    return getattr(gx.expectations, kind)(**kwargs, meta={"why": why})
+def _gx(kind: str, why: str, **kwargs) -> Check:
+    return Check(kind, why, kwargs)
 
 
-def not_null(column: str):
+def not_null(column: str) -> Check:
     return _gx("ExpectColumnValuesToNotBeNull", f"no null {column}", column=column)
 
 
-def unique(column: str, why: str):
+def unique(column: str, why: str) -> Check:
     return _gx("ExpectColumnValuesToBeUnique", why, column=column)
 
 
-def in_set(column: str, values: list, why: str):
+def in_set(column: str, values: list, why: str) -> Check:
     return _gx("ExpectColumnValuesToBeInSet", why, column=column, value_set=values)
 
 
-def between(column: str, low, high, why: str):
+def between(column: str, low, high, why: str) -> Check:
     return _gx("ExpectColumnValuesToBeBetween", why, column=column, min_value=low, max_value=high)
 
 
-def rows_at_least(n: int, why: str):
+def rows_at_least(n: int, why: str) -> Check:
     return _gx("ExpectTableRowCountToBeBetween", why, min_value=n)
 
 
-def rows_equal(n: int, why: str):
+def rows_equal(n: int, why: str) -> Check:
     return _gx("ExpectTableRowCountToEqual", why, value=n)
 
 
@@ -178,59 +189,121 @@ def build_tables(config: ValidateConfig) -> list[Table]:
 # Running.
 
 
-def run_checks(tables: list[Table]) -> list[dict]:
-    """Validate every table with its suite; one result dict per expectation, in suite order."""
+def validated_frame(tables: list[Table]) -> tuple[pd.DataFrame, list[int]]:
+    """Every table in one frame (a column per distinct column name, TABLE naming each row's table), and the
+    row where each table starts. One frame is one batch: one validation, one Data Docs page for them all."""
+    columns = list(dict.fromkeys(c for t in tables for c in t.frame.columns))
+    if TABLE in columns:
+        raise ValueError(f"a validated table has a column named {TABLE!r}, which names the tables")
+    starts = list(accumulate((len(t.frame) for t in tables[:-1]), initial=0))
+    frames = [t.frame.assign(**{TABLE: t.name}) for t in tables if len(t.frame)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame.reindex(columns=[TABLE, *columns]), starts
+
+
+def run_checks(tables: list[Table]) -> tuple[list[dict], str]:
+    """Validate every table with its checks through one Checkpoint whose UpdateDataDocsAction renders the
+    validation into a local Data Docs site; one result dict per check, in suite order, and that page's HTML."""
     import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.row_conditions import Column
+
+    frame, starts = validated_frame(tables)
+    expectations, of = [], []  # of[k]: (table number, check) of expectations[k]
+    for number, table in enumerate(tables):
+        for check in table.checks:
+            kind = getattr(gx.expectations, check.kind)
+            # The page shows the description in place of GX's own sentence: the table, the check's why and
+            # the expectation, as the failure lines do (GX's sentence would not name the table of a row count).
+            description = f"{table.name}: {check.why} [{kind.expectation_type}]"
+            expectations.append(
+                kind(**check.kwargs, row_condition=Column(TABLE) == table.name, description=description)
+            )
+            of.append((number, check))
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    datasource = context.data_sources.add_pandas("ingested")
-    results = []
-    for number, table in enumerate(tables):
-        name = f"table-{number}"
-        batch = datasource.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
-        expectations = [copy.copy(e) for e in table.expectations]  # a suite takes ownership of its expectations
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        outcome = definition.run(
-            batch_parameters={"dataframe": table.frame},
-            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": table.index},
+    with tempfile.TemporaryDirectory(prefix="data-docs-") as site:
+        context.add_data_docs_site(
+            "validation",
+            {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": site},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
         )
-        position = {e.meta["why"]: k for k, e in enumerate(table.expectations)}  # GX reorders its results
-        ordered = sorted(outcome.results, key=lambda r: position.get(r.expectation_config.meta.get("why"), 0))
-        results += [summarise(table.name, r, len(table.frame)) for r in ordered]
-    return results
+        batch = context.data_sources.add_pandas("ingested").add_dataframe_asset("tables")
+        suite = context.suites.add(gx.ExpectationSuite(name="ingested data", expectations=expectations))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name="ingested data", data=batch.add_batch_definition_whole_dataframe("all"), suite=suite
+            )
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name="validate",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="data docs", site_names=["validation"])],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=RUN_NAME, run_time=RUN_TIME)
+        )
+        ((key, validation),) = outcome.run_results.items()
+        (url,) = context.get_docs_sites_urls(resource_identifier=key, site_names=["validation"])
+        page = Path(unquote(urlparse(url["site_url"]).path)).read_text()
+
+    position = {e.id: k for k, e in enumerate(suite.expectations)}  # GX reorders its results
+    results = []
+    for result in sorted(validation.results, key=lambda r: position[r.expectation_config.id]):
+        number, check = of[position[result.expectation_config.id]]
+        results.append(summarise(tables[number], starts[number], check, result))
+    return results, page
 
 
-def summarise(table: str, result, rows: int) -> dict:
+def summarise(table: Table, start: int, check: Check, result) -> dict:
+    """The result of `check` on `table`, whose rows start at row `start` of the validated frame: failing rows are
+    shown by the table's index columns and the columns checked, read from the table itself."""
     config, details = result.expectation_config, result.result
-    examples = details.get("partial_unexpected_index_list") or details.get("partial_unexpected_list") or []
-    error = result.exception_info.get("exception_message") if result.exception_info.get("raised_exception") else None
+    rows = details.get("partial_unexpected_index_list") or []
+    domain = [c for c in [config.kwargs.get("column"), *config.kwargs.get("column_list", [])] if c]
+    shown = list(dict.fromkeys(c for c in [*table.index, *domain] if c in table.frame.columns))
+    examples = [table.frame.iloc[row - start][shown].to_dict() for row in rows[:EXAMPLES]]
     return jsonable(
         {
-            "table": table,
-            "rows": rows,
-            "check": config.meta.get("why", config.type),
+            "table": table.name,
+            "rows": len(table.frame),
+            "check": check.why,
             "expectation": config.type,
-            "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
+            "kwargs": check.kwargs,
             "success": bool(result.success),
             "observed": details.get("observed_value"),
             "unexpected_count": details.get("unexpected_count"),
-            "examples": examples[:EXAMPLES],
-            "error": error,
+            "examples": examples,
+            "error": error_of(result.exception_info),
         }
     )
+
+
+def error_of(info: dict) -> str | None:
+    """The message of an exception GX caught: at the top of `exception_info`, or under a metric it computed."""
+    raised = [info, *(v for v in info.values() if isinstance(v, dict))]
+    return next((e.get("exception_message") for e in raised if e.get("raised_exception")), None)
 
 
 def jsonable(value):
     """numpy scalars and tuples in GX results -> plain JSON values."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
+    if isinstance(value, list | tuple | set | np.ndarray):
         return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
+    if value is pd.NA:
+        return None
     return value

@@ -1,20 +1,21 @@
-"""The validation report: JSON for machines, one self-contained HTML page for people, a message on breach."""
+"""The validation report: JSON for machines, the Data Docs page Great Expectations rendered for people, a
+message on breach."""
 
 from __future__ import annotations
 
-import html
 import json
+import re
 from pathlib import Path
 
 from .. import atomic
+from .checks import RUN_TIME
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
-.pass { color: #1a7f37; } .fail { color: #cf222e; font-weight: bold; }
-table { border-collapse: collapse; width: 100%; } td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; }
-tr.failed { background: #ffebe9; } code { font-size: 12px; }
-"""
+# What a Data Docs page holds that changes from run to run over the same data (GX 1.24): the time the batch
+# was loaded (its "ge_load_time" batch marker) and a cache-busting `?d=<now>` on the logo's address, both
+# written like 20250101T120000.123456Z, and a uuid4 in the id that ties each collapsible block to its toggle.
+LOAD_TIME = re.compile(r"(>ge_load_time<.{0,400}?>)\d{8}T\d{6}\.\d{6}Z(?=<)", re.DOTALL)
+LOGO_TIME = re.compile(r"(\?d=)\d{8}T\d{6}\.\d{6}Z")
+BLOCK_ID = re.compile(r"(-collapse-body-)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def failure_lines(results: list[dict]) -> list[str]:
@@ -33,43 +34,26 @@ def failure_lines(results: list[dict]) -> list[str]:
     return lines
 
 
-def render_html(summary: dict) -> str:
-    status = "passed" if summary["success"] else "FAILED"
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>Data validation <span class='{'pass' if summary['success'] else 'fail'}'>{status}</span></h1>",
-        f"<p>{summary['passed']} of {summary['checks']} checks passed on",
-        f"<code>{html.escape(summary['data_root'])}</code> (Great Expectations {summary['great_expectations']}).</p>",
-    ]
-    if failures := failure_lines(summary["results"]):
-        parts.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in failures) + "</ul>")
-    tables: dict[str, list[dict]] = {}
-    for r in summary["results"]:
-        tables.setdefault(r["table"], []).append(r)
-    for name, results in tables.items():
-        parts.append(f"<h2>{html.escape(name)} <small>({results[0]['rows']} rows)</small></h2>")
-        parts.append("<table><tr><th></th><th>check</th><th>expectation</th><th>seen</th></tr>")
-        for r in results:
-            mark = "<span class='pass'>pass</span>" if r["success"] else "<span class='fail'>FAIL</span>"
-            seen = r["observed"] if r["unexpected_count"] is None else f"{r['unexpected_count']} unexpected"
-            if r["examples"]:
-                seen = f"{seen}; e.g. {json.dumps(r['examples'])}"
-            parts.append(
-                f"<tr class='{'' if r['success'] else 'failed'}'><td>{mark}</td><td>{html.escape(r['check'])}</td>"
-                f"<td><code>{html.escape(r['expectation'])} {html.escape(json.dumps(r['kwargs']))}</code></td>"
-                f"<td>{html.escape(str(r['error'] or seen))}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def stable_page(page: str) -> str:
+    """The Data Docs page with its per-run values replaced: times by the run's fixed time, each block id by
+    its order of appearance (ids stay unique and each toggle keeps its block)."""
+    fixed = RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ")
+    page = LOGO_TIME.sub(lambda m: m[1] + fixed, LOAD_TIME.sub(lambda m: m[1] + fixed, page))
+    numbers: dict[str, int] = {}
+    return BLOCK_ID.sub(lambda m: f"{m[1]}{numbers.setdefault(m[0], len(numbers))}", page)
 
 
-def write_report(summary: dict, report_dir: str) -> dict[str, str]:
-    """validation.html, then validation.json (the step's result) last, each written whole."""
+def write_report(summary: dict, page: str, report_dir: str) -> dict[str, str]:
+    """validation.html (the Data Docs page of the validation), then validation.json (the step's result)
+    last, each written whole.
+
+    The page is a DVC stage output, so it must be byte-identical when the data and the settings are: the
+    run's name and time are fixed (checks.RUN_NAME, RUN_TIME), and the values GX writes afresh on every
+    run are replaced (`stable_page`). Only this page is kept; the rest of the Data Docs site (index, suite
+    page, static files, each carrying a fresh timestamp) is built in a temporary folder and dropped."""
     folder = Path(report_dir)
     paths = {"json": str(folder / "validation.json"), "html": str(folder / "validation.html")}
     atomic.unpublish(paths["json"])  # until this run's report is complete
-    atomic.write_text(paths["html"], render_html(summary))
+    atomic.write_text(paths["html"], stable_page(page))
     atomic.write_text(paths["json"], json.dumps(summary, indent=2) + "\n")
     return paths
