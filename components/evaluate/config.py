@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from model.data import SOURCES, SPLITS
+from model.data import DEFAULT_MAX_LENGTHS, SOURCES, SPLITS
 from model.mirrorgan.config import DAMSMConfig
 
 from .dual_encoder import DualEncoderConfig
@@ -34,7 +34,9 @@ class EvalConfig:
     rprecision_encoder: str = DUAL  # "dual" (trained here) or a transformers CLIP hub name / folder
     rprecision_candidates: int = 100
     rprecision_repeats: int = 10
-    dual_encoder: DualEncoderConfig = field(default_factory=DualEncoderConfig)
+    # DualEncoderConfig or its fields; its token length defaults to the source's (COCO 17, narratives 64),
+    # so a Localized Narratives caption is read whole and the embed step's vectors are reused
+    dual_encoder: DualEncoderConfig | dict = field(default_factory=dict)
     # The MirrorGAN paper's R-precision (DAMSM codes, components/evaluate/damsm.py): reported, never gated
     damsm_rprecision: bool = False
     damsm: dict = field(default_factory=dict)  # DAMSMConfig fields: the pretrain step's, so its DAMSM is reused
@@ -47,7 +49,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.dual_encoder, dict):
-            object.__setattr__(self, "dual_encoder", DualEncoderConfig(**self.dual_encoder))
+            length = {"max_length": DEFAULT_MAX_LENGTHS.get(self.source, DualEncoderConfig.max_length)}
+            object.__setattr__(self, "dual_encoder", DualEncoderConfig(**{**length, **self.dual_encoder}))
         problems = []
         if self.source not in SOURCES:
             problems.append(f"source must be one of {SOURCES}, got {self.source!r}")
