@@ -40,6 +40,7 @@ import torch.distributed as dist
 
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .config import PRESETS, RECIPE_FIELDS, json_values, preset
+from .data import DEFAULT_MAX_LENGTHS
 from .discriminator import Discriminator
 from .distributed import rank as process_rank
 from .distributed import world_size
@@ -53,7 +54,6 @@ from .training_data import PositionStream, TrainingArrays, prepare_arrays, rank_
 from .vgg import VGG19Features
 
 log = logging.getLogger(__name__)
-DEFAULT_MAX_LENGTHS = {"coco": 17, "ln_coco": 64, "ln_open_images": 64}
 
 
 @dataclass(frozen=True)
