@@ -23,18 +23,21 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     pretrained: str = "",
+    encoder: str = "",
 ) -> str:
     """The trained generator (EMA weights) as a model folder; returns the MLflow run id.
 
     The preset gives the architecture and the training recipe; `train_overrides` sets any
     model.training.TrainConfig field explicitly (e.g. {"g_lr": 2e-4, "total_images": 50000}).
-    `pretrained` is the pretrain step's folder for MirrorGAN presets ("" for XMC-GAN's).
+    `pretrained` is the pretrain step's folder for MirrorGAN presets ("" for XMC-GAN's). `encoder`
+    is the text encoder whose embeddings to train on; "" takes the one the dataset's embeddings of
+    `source` were made with (the embed step's `encoder`, a hub name or a local path).
     Checkpoints go to <runs_root>/<run_name>: a retried step resumes from them."""
     import shutil
     from pathlib import Path
 
     from components.kfp_metrics import log_metrics
-    from components.train.launch import run_training
+    from components.train.launch import embedded_encoder, run_training
     from model.training import TrainConfig
 
     config = TrainConfig.from_dict(
@@ -42,6 +45,7 @@ def train(
             "run_dir": str(Path(runs_root) / run_name),
             "data_root": dataset.path,
             "sources": (source,),
+            "encoder": encoder or embedded_encoder(dataset.path, source, int(max_lengths[source])),
             "max_lengths": {name: int(length) for name, length in max_lengths.items()},  # JSON numbers arrive as floats
             "preset": preset,
             "pretrained": pretrained,

@@ -14,6 +14,25 @@ from components.lineage import code_version
 from model.training import TrainConfig
 
 
+def embedded_encoder(data_root: str | Path, source: str, max_length: int) -> str:
+    """The text encoder (hub name or path, as encoder.json records it) whose embeddings of `source`
+    at `max_length` tokens the processed data holds: the embed step's, so training needs no second
+    copy of that setting. Refuses when none or several are there (then name one explicitly)."""
+    found = sorted(
+        {
+            json.loads(marker.read_text())["name"]
+            for marker in Path(data_root, "embeddings").glob(f"*-L{max_length}/encoder.json")
+            if (marker.parent / source).is_dir()
+        }
+    )
+    if len(found) != 1:
+        raise ValueError(
+            f"{data_root} holds embeddings of {source!r} at {max_length} tokens by "
+            f"{'no encoder' if not found else 'several encoders ' + str(found)}: name the encoder to train with"
+        )
+    return found[0]
+
+
 def run_training(
     *,
     config: TrainConfig,
