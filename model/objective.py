@@ -3,7 +3,10 @@ the networks hold no loss logic; this object runs them and combines the terms of
 
     discriminator_loss = w_adv hinge_D(real, fake) + w_sent InfoNCE(f(real), e(s)) + w_word L_word(real regions, words)
     generator_loss     = w_adv hinge_G(fake) + w_sent InfoNCE(f(fake), e(s)) + w_word L_word(fake regions, words)
-                         + w_img InfoNCE(f(fake), f(real)) + w_vgg InfoNCE(VGG(fake), VGG(real))
+                         + w_img InfoNCE(f(fake), f(real)) + w_vgg InfoNCE(P(fake), P(real))
+
+where P is the frozen pretrained network of `image_encoder` (LossConfig): VGG-19 features, or
+ResNet-50 ImageNet logits as in the authors' released code.
 
 as the authors' train step computes them (xmcgan/xmc_gan.py): D's contrastive heads learn only
 from real pairs, and the contrastive terms on fakes train only G. Each phase leaves gradients
@@ -28,8 +31,32 @@ from torch import nn
 from .config import LossConfig
 from .distributed import gather_batch
 from .losses import hinge_discriminator, hinge_generator, info_nce, word_region_contrastive
+from .resnet import RESNET_INPUT_SIZE, ResNet50Logits
 from .text_encoder import TextEmbedding
 from .vgg import VGG19Features
+
+
+def pretrained_image_encoder(config: LossConfig) -> nn.Module | None:
+    """The frozen network of the pretrained image-image loss that `config` asks for (None when its weight is 0)."""
+    if config.vgg_weight <= 0:
+        return None
+    if config.image_encoder == "resnet50_logits":
+        return ResNet50Logits(weights=config.image_encoder_weights, input_size=config.vgg_input_size)
+    return VGG19Features(layer=config.vgg_layer, input_size=config.vgg_input_size, weights=config.image_encoder_weights)
+
+
+def _encoder_mismatch(vgg: nn.Module, config: LossConfig) -> str | None:
+    if config.image_encoder == "resnet50_logits":
+        if not isinstance(vgg, ResNet50Logits) or vgg.input_size != (config.vgg_input_size or RESNET_INPUT_SIZE):
+            return f"{type(vgg).__name__} is not the loss config's ResNet50Logits(input_size={config.vgg_input_size})"
+        return None
+    if not isinstance(vgg, VGG19Features) or (vgg.layer, vgg.input_size) != (config.vgg_layer, config.vgg_input_size):
+        layer, size = getattr(vgg, "layer", None), getattr(vgg, "input_size", None)
+        return (
+            f"{type(vgg).__name__}(layer={layer!r}, input_size={size}) does not match the loss config "
+            f"(vgg_layer={config.vgg_layer!r}, vgg_input_size={config.vgg_input_size})"
+        )
+    return None
 
 
 @contextmanager
@@ -45,17 +72,14 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class XMCGANLoss:
-    def __init__(
-        self, *, generator: nn.Module, discriminator: nn.Module, vgg: VGG19Features | None, config: LossConfig
-    ):
+    def __init__(self, *, generator: nn.Module, discriminator: nn.Module, vgg: nn.Module | None, config: LossConfig):
+        """`vgg`: the pretrained image encoder (VGG19Features or ResNet50Logits), pretrained_image_encoder(config)."""
         if config.vgg_weight > 0:
             if vgg is None:
-                raise ValueError("vgg_weight > 0 needs a VGG19Features (build it from the loss config)")
-            if (vgg.layer, vgg.input_size) != (config.vgg_layer, config.vgg_input_size):
-                raise ValueError(
-                    f"VGG19Features(layer={vgg.layer!r}, input_size={vgg.input_size}) does not match the loss config "
-                    f"(vgg_layer={config.vgg_layer!r}, vgg_input_size={config.vgg_input_size})"
-                )
+                wanted = "a ResNet50Logits" if config.image_encoder == "resnet50_logits" else "a VGG19Features"
+                raise ValueError(f"vgg_weight > 0 needs {wanted} (pretrained_image_encoder(loss config) builds it)")
+            if problem := _encoder_mismatch(vgg, config):
+                raise ValueError(problem)
         self.generator, self.discriminator, self.vgg, self.config = generator, discriminator, vgg, config
 
     def discriminator_loss(

@@ -46,12 +46,11 @@ from .distributed import rank as process_rank
 from .distributed import world_size
 from .ema import ema_update
 from .generator import Generator
-from .objective import XMCGANLoss
+from .objective import XMCGANLoss, pretrained_image_encoder
 from .progress import progress_bar
 from .sampling import write_model_folder
 from .text_encoder import DEFAULT_TEXT_ENCODER, TextEmbedding
 from .training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
-from .vgg import VGG19Features
 
 log = logging.getLogger(__name__)
 
@@ -241,11 +240,8 @@ def xmcgan_parts(config: TrainConfig, model_config, loss_config, arrays: Trainin
     torch.manual_seed(config.seed)
     generator = Generator(model_config).to(device)
     discriminator = Discriminator(model_config).to(device)
-    vgg = (
-        VGG19Features(layer=loss_config.vgg_layer, input_size=loss_config.vgg_input_size).to(device)
-        if loss_config.vgg_weight > 0
-        else None
-    )
+    vgg = pretrained_image_encoder(loss_config)  # VGG-19 features or ResNet-50 logits (LossConfig.image_encoder)
+    vgg = vgg.to(device) if vgg is not None else None
     encoder = {"name": arrays.encoder["name"], "max_length": arrays.encoder["max_length"]}
 
     def sample_text(rows: list[int]) -> TextEmbedding:
