@@ -50,7 +50,7 @@ from .objective import XMCGANLoss, pretrained_image_encoder
 from .progress import progress_bar
 from .sampling import write_model_folder
 from .text_encoder import DEFAULT_TEXT_ENCODER, TextEmbedding
-from .training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
+from .training_data import PositionStream, TrainingArrays, check_record_size, prepare_arrays, rank_batches
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,9 @@ class TrainConfig:
     compile: bool = False
     provenance: dict = field(default_factory=dict)  # data version, code version, run id: copied into the model
     pretrained: str = ""  # MirrorGAN presets: the pretrain step's folder (DAMSM's STEM, STREAM; components/pretrain)
+    # Records smaller than the preset's image size are refused; true resizes them up anyway (smoke tests only:
+    # the model then learns from interpolated pixels). Larger records are always resized down.
+    upsample_records: bool = False
     # field -> where its value came from: the preset's recipe (filled in here), params.yaml, the command line
     origins: dict = field(default_factory=dict, metadata={"option": False})
 
@@ -286,6 +289,9 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     # Data: rank 0 builds the memory-mapped arrays once; the others wait, then map them.
     model_config, loss_config = preset(config.preset, **config.model_overrides)
     loss_config = type(loss_config).from_dict({**loss_config.to_dict(), **config.loss_overrides})
+    check_record_size(data_root=config.data_root, sources=config.sources, split="train",
+                      image_size=model_config.image_size, model=f"preset {config.preset!r}",
+                      upsample=config.upsample_records)  # fmt: skip
     cache = run_dir / "data-cache"
     prepare = dict(
         data_root=config.data_root,

@@ -61,6 +61,37 @@ def _parquet_fingerprint(folder: str) -> list:
     return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(folder).glob("*.parquet"))]
 
 
+def record_image_size(data_root: str | Path, source: str, split: str) -> tuple[int, int]:
+    """(width, height) of the ingested records of `source`/`split`, read from their first image
+    (ingest writes every record of a run at its one image_size)."""
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(records_dir(data_root, source, split)).glob("*.parquet"))
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            images = parquet.read_row_group(group, columns=["image"])["image"]
+            if len(images):
+                return Image.open(io.BytesIO(images[0].as_py())).size
+    raise ValueError(f"no records in {records_dir(data_root, source, split)}: run the ingest step first")
+
+
+def check_record_size(
+    *, data_root: str | Path, sources: tuple[str, ...], split: str, image_size: int, model: str, upsample: bool = False
+) -> None:
+    """Refuse records smaller than the model: a generator trained on upsampled pixels is a smaller
+    model's images drawn large, not the size it claims. Larger records are resized down (bilinear,
+    the authors' resize); `upsample` lets a smoke test train on small records anyway."""
+    for source in sources:
+        width, height = record_image_size(data_root, source, split)
+        if (width < image_size or height < image_size) and not upsample:
+            raise ValueError(
+                f"{model} trains at {image_size}x{image_size} px but the ingested records of {source}/{split} are "
+                f"{width}x{height} px: records are not upsampled. Ingest at {image_size} px (ingest image_size, "
+                f"or --set image_size={image_size} in the pipeline) or choose a preset of {width} px"
+            )
+
+
 def prepare_arrays(
     *,
     data_root: str | Path,

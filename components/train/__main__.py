@@ -51,6 +51,8 @@ HELP = {
     "compile": "torch.compile the networks",
     "provenance": "lineage copied into the model folder, YAML map",
     "pretrained": "MirrorGAN presets: the folder `python -m components.pretrain` wrote (DAMSM's STEM and STREAM)",
+    "upsample_records": "train on records smaller than the preset's image size, resized up (smoke tests only; "
+    "refused otherwise)",
 }
 
 
