@@ -67,3 +67,32 @@ def test_the_loss_is_infonce_on_resnet50_logits_and_trains_only_the_generator(we
     assert terms["g_vgg"] > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
     assert all(p.grad is None for p in encoder.parameters())
+
+
+def test_training_runs_with_the_resnet_option(processed_demo, weights_file, tmp_path):
+    from model.training import TrainConfig, train
+
+    summary = train(
+        TrainConfig.from_dict(
+            {
+                "run_dir": str(tmp_path / "run"),
+                "data_root": str(processed_demo),
+                "model_overrides": {
+                    "image_size": 32,
+                    "g_base": 8,
+                    "g_channels": [4, 2, 1],
+                    "d_base": 8,
+                    "d_channels": [1, 2, 4, 4],
+                },
+                "loss_overrides": {
+                    "image_encoder": "resnet50_logits",
+                    "image_encoder_weights": str(weights_file),
+                    "vgg_input_size": 32,
+                },
+                "batch_size": 8,
+                "total_images": 16,
+                "workers": 0,
+            }
+        )
+    )
+    assert summary["images_seen"] == 16  # two D steps of 8 per G step
