@@ -48,6 +48,10 @@ def assert_every_parameter_learns(module):
 
 def test_discriminator_phase_trains_every_d_parameter_and_no_g_parameter(vgg):
     generator, discriminator, loss, batch = setup(vgg)
+    # The logit's bias moves only when the hinge is inactive on some pairs: while every real logit is
+    # below 1 and every fake one above -1, its gradient (fake count - real count) / b is exactly 0.
+    with torch.no_grad():
+        discriminator.to_logit.bias.fill_(2.0)
     value, terms = loss.discriminator_loss(**batch)
     value.backward()
     assert_every_parameter_learns(discriminator)
