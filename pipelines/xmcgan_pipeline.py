@@ -30,10 +30,12 @@ from components.embed.component import embed
 from components.evaluate.component import evaluate
 from components.ingest.component import ingest
 from components.lineage import code_fingerprint
+from components.pretrain.component import architecture, no_pretraining, pretrain
 from components.promote.component import gate, promote
 from components.raw_data.component import raw_data, raw_data_version
 from components.train.component import train
 from components.validate.component import validate
+from model.data import DEFAULT_MAX_LENGTHS
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_NAME = "xmcgan"
@@ -65,27 +67,31 @@ def xmcgan_pipeline(
     resize: str = "stretch",
     beam_runner: str = "DirectRunner",
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
-    max_lengths: dict = {"coco": 17, "ln_coco": 64, "ln_open_images": 64},  # noqa: B006
+    max_lengths: dict = DEFAULT_MAX_LENGTHS,
     split_min_train: int = 1000,
     split_min_val: int = 100,
     max_dead_letter_fraction: float = 0.01,
     # training (one source per model, as in the paper: COCO captions or Localized Narratives)
     train_source: str = "coco",
-    preset: str = "cpu-64",  # architecture and training recipe (model/config.py PRESETS)
+    preset: str = "cpu-64",  # architecture and training recipe (model/config.py PRESETS): cpu-64, mirrorgan-64, ...
     train_overrides: dict = {},  # noqa: B006 - TrainConfig fields set explicitly over the preset's recipe
     time_limit_minutes: float = 0.0,  # 0: the preset's image budget alone decides when training ends
     gpus: int = 0,
     runs_root: str = "/runs",
     tracking_uri: str = "",
     experiment: str = "xmcgan",
+    # MirrorGAN's pretraining (DAMSM text/image encoders, STREAM captioner): run only for its presets
+    damsm: dict = {},  # noqa: B006 - components.pretrain DAMSMConfig fields over the authors' defaults
+    stream: dict = {},  # noqa: B006 - STREAMConfig fields
     # evaluation and the gate
     eval_samples: int = 200,
     rprecision_candidates: int = 100,
     rprecision_repeats: int = 10,
     demo_shapes: bool = False,
     untrained_baseline: bool = False,
+    damsm_rprecision: bool = False,  # also the MirrorGAN paper's DAMSM R-precision (never gated)
     cache_root: str = "/cache",
-    model_name: str = "xmcgan",
+    model_name: str = "",  # registered model; empty: the architecture's name ("xmcgan", "mirrorgan")
     max_fid: float = 150.0,
     min_rprecision: float = 0.1,
     min_caption_accuracy: float = 0.0,  # the demo gates on it too (params.yaml); real data has no such check
@@ -133,12 +139,33 @@ def xmcgan_pipeline(
     ).set_display_name("validate")
     cached(checked, "components.validate.component")
 
+    family = architecture(preset=preset).set_display_name("architecture")
+    cached(family, "components.pretrain.component")
+    with dsl.If(family.output == "mirrorgan", name="mirrorgan-pretraining"):
+        pretrained = pretrain(
+            dataset=checked.outputs["dataset"],
+            source=train_source,
+            preset=preset,
+            train_overrides=train_overrides,
+            damsm=damsm,
+            stream=stream,
+            cache_root=cache_root,
+            runs_root=runs_root,
+            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            tracking_uri=tracking_uri,
+        ).set_display_name("pretrain")
+        cached(pretrained, "components.pretrain.component")
+    with dsl.Else(name="no-pretraining-needed"):
+        none_needed = no_pretraining().set_display_name("no pretraining")
+        cached(none_needed, "components.pretrain.component")
+
     trained = train(
         dataset=checked.outputs["dataset"],
         source=train_source,
         max_lengths=max_lengths,
         preset=preset,
         train_overrides=train_overrides,
+        pretrained=dsl.OneOf(pretrained.outputs["Output"], none_needed.output),
         time_limit_minutes=time_limit_minutes,
         gpus=gpus,
         runs_root=runs_root,
@@ -159,6 +186,8 @@ def xmcgan_pipeline(
         rprecision_repeats=rprecision_repeats,
         demo_shapes=demo_shapes,
         untrained_baseline=untrained_baseline,
+        damsm_rprecision=damsm_rprecision,
+        damsm=damsm,
         cache_root=cache_root,
         seed=seed,
     )
@@ -337,6 +366,9 @@ def key_figure(folders: RunFolders, step: str) -> str:
         return f"{int(metrics.get('captions', 0))} captions"
     if step == "validate":
         return f"{int(metrics.get('checks_passed', 0))} checks passed, {int(metrics.get('checks_failed', 0))} failed"
+    if step == "pretrain":
+        damsm, stream = metrics.get("damsm_loss", 0), metrics.get("stream_caption_loss", 0)
+        return f"DAMSM loss {damsm:.3g}, STREAM caption loss {stream:.3g}"
     if step == "train":
         return f"{int(metrics.get('images_seen', 0)):,} images in {metrics.get('wall_seconds', 0) / 60:.1f} min"
     if step == "evaluate":
@@ -387,7 +419,12 @@ def summarise_local_run(folders: RunFolders, *, arguments: dict, seconds: float)
             for t in folders.tasks("ingest")
         },
         "validation": _artifact_metadata(task("validate")),
-        "training": {**_artifact_metadata(task("train")), "mlflow_run_id": _parameter(task("train"), "Output")},
+        "pretraining": _artifact_metadata(folders.task("pretrain")) if folders.task("pretrain") else None,
+        "training": {
+            **_artifact_metadata(task("train")),
+            "preset": _artifact_metadata(task("train"), "model").get("preset", ""),
+            "mlflow_run_id": _parameter(task("train"), "Output"),
+        },
         "evaluation": {
             "metrics": evaluation.get("metrics", {}),
             "baselines": evaluation.get("scores", {}),
@@ -405,7 +442,7 @@ def print_summary(summary: dict) -> None:
     gate_result = summary["gate"] or {}
     lines = [
         "",
-        f"XMC-GAN pipeline finished in {summary['seconds'] / 60:.1f} min ({summary['run_dir']})",
+        f"Pipeline finished in {summary['seconds'] / 60:.1f} min ({summary['run_dir']})",
         f"  raw data version   {summary['raw_data_version']}",
     ]
     for source, counts in summary["ingest"].items():
@@ -413,10 +450,15 @@ def print_summary(summary: dict) -> None:
             f"  ingest {source:<11} {int(counts.get('images_in', 0))} images in = "
             f"{int(counts.get('images_written', 0))} written + {int(counts.get('images_rejected', 0))} rejected"
         )
-    lines += [
+    lines.append(
         f"  validation         {int(summary['validation'].get('checks_passed', 0))} checks passed, "
-        f"{int(summary['validation'].get('checks_failed', 0))} failed",
-        f"  training           {int(summary['training'].get('images_seen', 0))} images in "
+        f"{int(summary['validation'].get('checks_failed', 0))} failed"
+    )
+    if summary["pretraining"]:
+        lines.append("  pretraining        " + ", ".join(f"{k} {v:.4g}" for k, v in summary["pretraining"].items()))
+    lines += [
+        f"  training           {summary['training'].get('preset', '')}, "
+        f"{int(summary['training'].get('images_seen', 0))} images in "
         f"{summary['training'].get('wall_seconds', 0) / 60:.1f} min "
         f"(MLflow run {summary['training']['mlflow_run_id']})",
         "  evaluation         " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, int | float)),

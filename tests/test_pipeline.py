@@ -42,12 +42,17 @@ def test_every_step_is_present_and_the_gate_guards_promotion_and_deploy(compiled
     root_tasks = _tasks(compiled["root"])
     loop = next(t for t in root_tasks.values() if "parameterIterator" in t)
     loop_tasks = _tasks(compiled["components"][loop["componentRef"]["name"]])
-    condition_name, condition = next((n, t) for n, t in root_tasks.items() if "triggerPolicy" in t)
+    condition_name, condition = next(
+        (n, t) for n, t in root_tasks.items() if "gate" in t.get("triggerPolicy", {}).get("condition", "")
+    )
     guarded = _tasks(compiled["components"][condition["componentRef"]["name"]])
-    assert set(root_tasks) - {condition_name, next(n for n, t in root_tasks.items() if t is loop)} == {
+    branches = next(n for n, t in root_tasks.items() if "architecture" in t.get("dependentTasks", []))
+    loop_name = next(n for n, t in root_tasks.items() if t is loop)
+    assert set(root_tasks) - {condition_name, loop_name, branches} == {
         "raw-data-version",
         "raw-data",
         "validate",
+        "architecture",
         "train",
         "evaluate",
         "gate",
