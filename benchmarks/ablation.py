@@ -7,7 +7,7 @@ encoder, FID on the demo's sample count), and the table gives mean ± spread (ha
 seeds. The paper's direction: every contrastive loss helps (COCO FID 39.28 without any, 19.25
 sentence only, 14.25 sentence + word, 9.33 with all).
 
-    python benchmarks/ablation.py [--seeds 0 1] [--preset cpu-64] [--out outputs/ablation]
+    python benchmarks/ablation.py [--seeds 0 1] [--preset cpu-32] [--out outputs/ablation]
         [--data-root data/processed] [--set total_images=48000]
 """
 
@@ -40,7 +40,7 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu-64")
+    parser.add_argument("--preset", default="cpu-32")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="TrainConfig field (YAML)")
     parser.add_argument("--eval-samples", type=int, default=200)

@@ -10,7 +10,7 @@ Prints, measured in the same run:
 Text embeddings are random tensors of the default encoder's width (MiniLM, 384), so the text
 encoder is not timed: training reads precomputed embeddings.
 
-    python benchmarks/bench_model.py [--preset cpu-64] [--batch 32] [--model image_size=32 ...]
+    python benchmarks/bench_model.py [--preset cpu-32] [--batch 32] [--model image_size=32 ...]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def profile_parts(generator, discriminator, vgg, loss, batch, opt_g, opt_d, gene
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu-64", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default="cpu-32", choices=sorted(PRESETS))
     parser.add_argument("--batch", type=int, default=None, help="default: the preset's recipe")
     parser.add_argument("--d-steps", type=int, default=None, help="default: the preset's recipe")
     parser.add_argument("--profile", action="store_true", help="also time each part of an iteration on its own")

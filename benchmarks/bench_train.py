@@ -108,7 +108,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(ROOT / "data" / "processed"))
-    parser.add_argument("--preset", default="cpu-64")
+    parser.add_argument("--preset", default="cpu-32")
     parser.add_argument("--batch", type=int, default=32, help="global batch (split over the processes)")
     parser.add_argument("--ticks", type=int, default=4)
     parser.add_argument("--tick-images", type=int, default=640)

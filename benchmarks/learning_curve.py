@@ -7,7 +7,7 @@ generator and every checkpoint's EMA generator with the evaluation step itself
 point) and prints one row per point. Every figure is computed from the saved weights, so a
 row depends only on the images seen, not on how fast or loaded the machine was.
 
-    python benchmarks/learning_curve.py [--preset cpu-64] [--images 200000] [--every 20000]
+    python benchmarks/learning_curve.py [--preset cpu-32] [--images 200000] [--every 20000]
         [--set g_lr=2e-4 --set loss_overrides='{vgg_weight: 0}'] [--data-root data/processed] [--out DIR]
 
 The evaluation only (`--score-only`) re-scores the checkpoints of an earlier run in `--out`.
@@ -120,7 +120,7 @@ def format_row(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu-64")
+    parser.add_argument("--preset", default="cpu-32")
     parser.add_argument("--images", type=int, default=200_000)
     parser.add_argument("--every", type=int, default=20_000)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="TrainConfig field (YAML)")

@@ -23,22 +23,13 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .config import ModelConfig
-from .layers import init_glorot
+from .layers import coordinate_channels, init_glorot
 from .pretrained import PretrainedMixin
 
 
 def sn(layer: nn.Module) -> nn.Module:
     """Glorot-initialised layer under spectral normalisation (one power iteration per training forward)."""
     return spectral_norm(init_glorot(layer))
-
-
-def coordinate_channels(images: torch.Tensor) -> torch.Tensor:
-    """(b, 2, H, W): each pixel's row and column position, from -1 (top, left) to 1 (bottom, right)."""
-    b, _, height, width = images.shape
-    rows = torch.linspace(-1, 1, height, device=images.device, dtype=images.dtype)
-    columns = torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype)
-    grid = torch.stack(torch.meshgrid(rows, columns, indexing="ij"))
-    return grid.expand(b, 2, height, width)
 
 
 class DiscBlock(nn.Module):

@@ -142,3 +142,12 @@ def word_region_attention(
     logits = gamma * torch.einsum("brd,btd->brt", regions, words)
     logits = logits.masked_fill(~rearrange(mask, "b t -> b 1 t"), MASKED_LOGIT)
     return logits.softmax(-1), words
+
+
+def coordinate_channels(images: torch.Tensor) -> torch.Tensor:
+    """(b, 2, H, W): each pixel's row and column position, from -1 (top, left) to 1 (bottom, right)."""
+    b, _, height, width = images.shape
+    rows = torch.linspace(-1, 1, height, device=images.device, dtype=images.dtype)
+    columns = torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(rows, columns, indexing="ij"))
+    return grid.expand(b, 2, height, width)

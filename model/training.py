@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_latest_checkpoint, save_checkpoint
-from .config import PRESETS, RECIPE_FIELDS, json_values, preset
+from .config import DEMO_PRESET, PRESETS, RECIPE_FIELDS, json_values, preset
 from .data import DEFAULT_MAX_LENGTHS
 from .discriminator import Discriminator
 from .distributed import rank as process_rank
@@ -69,7 +69,7 @@ class TrainConfig:
     sources: tuple[str, ...] = ("coco",)
     encoder: str = DEFAULT_TEXT_ENCODER
     max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
-    preset: str = "cpu-64"
+    preset: str = DEMO_PRESET
     model_overrides: dict = field(default_factory=dict)
     loss_overrides: dict = field(default_factory=dict)
     # The recipe: None takes the preset's value.

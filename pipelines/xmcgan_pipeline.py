@@ -35,6 +35,7 @@ from components.promote.component import gate, promote
 from components.raw_data.component import raw_data, raw_data_version
 from components.train.component import train
 from components.validate.component import validate
+from model.config import DEMO_PRESET
 from model.data import DEFAULT_MAX_LENGTHS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def xmcgan_pipeline(
     demo_image_size: int = 128,
     # ingest, embed, validate
     sources: list[str] = ["coco", "ln_coco"],  # noqa: B006 - kfp pipeline defaults are literals
-    image_size: int = 64,
+    image_size: int = 32,  # pixels of the ingested records: the preset's image size
     resize: str = "stretch",
     beam_runner: str = "DirectRunner",
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
@@ -73,7 +74,7 @@ def xmcgan_pipeline(
     max_dead_letter_fraction: float = 0.01,
     # training (one source per model, as in the paper: COCO captions or Localized Narratives)
     train_source: str = "coco",
-    preset: str = "cpu-64",  # architecture and training recipe (model/config.py PRESETS): cpu-64, mirrorgan-64, ...
+    preset: str = DEMO_PRESET,  # architecture and training recipe (model/config.py PRESETS): cpu-64, mirrorgan-64, ...
     train_overrides: dict = {},  # noqa: B006 - TrainConfig fields set explicitly over the preset's recipe
     time_limit_minutes: float = 0.0,  # 0: the preset's image budget alone decides when training ends
     gpus: int = 0,

@@ -79,3 +79,43 @@ def test_caption_accuracy_is_gated_only_when_asked():
     assert decide(scores(40.0, 0.5, caption_accuracy=0.0), None, GATE).promote  # 0: not gated
     with pytest.raises(ValueError, match="min_caption_accuracy must be in"):
         GateConfig(min_caption_accuracy=1.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_demo_thresholds_reject_an_untrained_generator(seed):
+    """make demo's gate (params.yaml) fails a randomly initialised demo generator on caption accuracy
+    alone: even with a perfect FID and R-precision its pixels do not say what the captions do."""
+    import random
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    import yaml
+
+    from components.demo_data.scenes import caption_accuracy, captions, sample_scene
+    from model.config import DEMO_PRESET, preset
+    from model.generator import Generator
+    from model.text_encoder import TextEmbedding
+
+    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["pipeline"]
+    assert demo["preset"] == DEMO_PRESET
+    gate = GateConfig(
+        max_fid=demo["max_fid"],
+        min_rprecision=demo["min_rprecision"],
+        min_caption_accuracy=demo["min_caption_accuracy"],
+    )
+    rng = random.Random(seed)
+    texts = [captions(sample_scene(rng, two_shape_fraction=0.3), rng, 1)[0] for _ in range(64)]
+    torch.manual_seed(seed)
+    config = preset(DEMO_PRESET)[0].replace(text_dim=32)
+    generator = Generator(config).eval()  # text of any width: untrained weights ignore its meaning anyway
+    text = TextEmbedding(torch.randn(64, 17, 32), torch.ones(64, 17, dtype=torch.bool), torch.randn(64, 32))
+    with torch.no_grad():
+        images = generator(torch.randn(64, config.z_dim), text).add(1).mul(127.5).round().byte()
+    pixels = images.permute(0, 2, 3, 1).numpy()
+    accuracy = float(
+        np.nanmean([caption_accuracy(image, caption) for image, caption in zip(pixels, texts, strict=True)])
+    )
+    decision = decide(scores(0.0, 1.0, caption_accuracy=accuracy), None, gate)
+    assert not decision.promote, f"untrained caption accuracy {accuracy:.3f} passed the demo gate"
+    assert any(r.startswith("FAIL: caption accuracy") for r in decision.reasons)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from model.config import PRESETS, LossConfig, ModelConfig, preset
+from model.config import DEMO_PRESET, PRESETS, LossConfig, ModelConfig, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -84,10 +84,11 @@ def test_a_preset_carries_its_training_recipe_and_explicit_settings_win(tmp_path
     assert {name: getattr(authors, name) for name in RECIPE_FIELDS} == AUTHORS_RECIPE
     assert (authors.batch_size, authors.g_lr, authors.d_lr, authors.betas) == (56, 1e-4, 4e-4, (0.5, 0.999))
     assert authors.horizontal_flip and authors.origins["g_lr"] == "preset xmcgan-128"
-    demo = TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), preset="cpu-64", g_lr=3e-4)
+    demo = TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), g_lr=3e-4)  # the default preset
+    assert demo.preset == DEMO_PRESET
     assert demo.g_lr == 3e-4 and "g_lr" not in demo.origins  # set explicitly
-    assert not demo.horizontal_flip and demo.origins["horizontal_flip"] == "preset cpu-64"
-    assert demo.total_images == PRESETS["cpu-64"].recipe["total_images"]  # a budget in images
+    assert not demo.horizontal_flip and demo.origins["horizontal_flip"] == f"preset {DEMO_PRESET}"
+    assert demo.total_images == PRESETS[DEMO_PRESET].recipe["total_images"]  # a budget in images
     assert TrainConfig.from_dict(demo.to_dict()) == demo  # the resolved config round-trips
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), preset="nope")

@@ -48,8 +48,9 @@ def test_large_presets_build_with_the_right_shapes_on_the_meta_device(name):
     assert out.region_features.shape == (2, config.region_size**2, 768)
 
 
-def test_cpu_preset_runs_for_real():
-    config, _ = preset("cpu-64", text_dim=384)
+@pytest.mark.parametrize("name", ["cpu-64", "cpu-32"])
+def test_cpu_preset_runs_for_real(name):
+    config, _ = preset(name, text_dim=384)
     torch.manual_seed(0)
     generator, discriminator = Generator(config), Discriminator(config)
     text = make_text(3, 17, 384, lengths=[4, 9, 17])
@@ -60,6 +61,20 @@ def test_cpu_preset_runs_for_real():
     assert out.logits.shape == (3,) and torch.isfinite(out.logits).all()
     assert out.image_features.shape == out.sentence_features.shape == (3, width)
     assert out.region_features.shape == (3, config.region_size**2, 384)
+
+
+def test_coordinate_channels_are_inputs_where_asked():
+    """(y, x) coordinates beside G's 4x4 map and D's pixels: two more input channels of each first block."""
+    config = TINY.replace(g_coordinates=True, d_coordinates=True)
+    torch.manual_seed(0)
+    generator, discriminator = Generator(config), Discriminator(config)
+    plain_generator, plain_discriminator = Generator(TINY), Discriminator(TINY)
+    assert generator.global_blocks[0].conv1.in_channels == plain_generator.global_blocks[0].conv1.in_channels + 2
+    assert discriminator.blocks[0].conv1.in_channels == plain_discriminator.blocks[0].conv1.in_channels + 2 == 5
+    text = make_text(2, 5, TINY.text_dim, lengths=[5, 3])
+    images = generator(torch.randn(2, TINY.z_dim), text)
+    assert images.shape == (2, 3, 32, 32)
+    assert discriminator(images, text.sentence).logits.shape == (2,)
 
 
 def test_padded_words_change_nothing():

@@ -42,7 +42,7 @@ def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_chan
     deployed = passing["deploy"]
     assert deployed["model_uri"] == "models:/xmcgan/1" and deployed["url"].startswith("http://127.0.0.1:")
     image = Image.open(run_dir / "deploy" / "images" / deployed["files"][0])
-    assert image.size == (64, 64)  # the cpu-64 preset's native size, served over HTTP
+    assert image.size == (32, 32)  # the demo preset's native size, served over HTTP
 
     client = MlflowClient(passing["tracking_uri"])
     assert str(client.get_model_version_by_alias("xmcgan", "champion").version) == "1"

@@ -25,7 +25,7 @@ HELP = {
     "sources": "sources to train on, YAML list (coco, ln_coco, ln_open_images)",
     "encoder": "text encoder whose embeddings to use (hub name or path)",
     "max_lengths": "token length per source, YAML map",
-    "preset": "architecture and training recipe: cpu-64 (the demo), xmcgan-128, xmcgan-256 (the authors'); "
+    "preset": "architecture and training recipe: cpu-32 (the demo), cpu-64, xmcgan-128, xmcgan-256 (the authors'); "
     "MirrorGAN: mirrorgan-64 (the demo), mirrorgan-256 (the authors')",
     "model_overrides": "model config fields to override, YAML map",
     "loss_overrides": "loss config fields to override (weights, temperature, ...), YAML map",
