@@ -95,7 +95,7 @@ class StepConsole:
         elif cached := CACHED.search(line):
             step = cached.group(1)
             figure = self.key_figure(step)
-            self._print(f"  ok {self._label(step):<10}  cached   {figure}".rstrip())
+            self._print(f"  ok {self._label(step):<17}  cached   {figure}".rstrip())
         elif self.step:
             self.step_log.write(line + "\n")
             self.recent.append(line)
@@ -122,7 +122,7 @@ class StepConsole:
         self.step, self.step_log = None, None
         if status == "SUCCESS":
             figure = self.key_figure(step)
-            self._print(f"  ok {self._label(step):<10} {seconds:7.1f} s   {figure}".rstrip())
+            self._print(f"  ok {self._label(step):<17} {seconds:7.1f} s   {figure}".rstrip())
         else:
             self._print(f"  FAILED {self._label(step)} after {seconds:.1f} s; its last lines:")
             for line in self.recent:

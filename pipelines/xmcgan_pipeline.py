@@ -344,7 +344,8 @@ class RunFolders(logging.Handler):
         """Every folder of `step` in this run (a step inside a ParallelFor has one per iteration), oldest first."""
         run = self.run_dir()
         own = [p.parent for p in run.rglob(f"{step}/executor_output.json")] if run else []
-        return sorted({*own, *self.reused.get(step, [])}, key=lambda p: p.stat().st_mtime)
+        finished = lambda folder: (folder / "executor_output.json").stat().st_mtime  # noqa: E731 - written at the end
+        return sorted({*own, *self.reused.get(step, [])}, key=finished)
 
     def task(self, step: str) -> Path | None:
         found = self.tasks(step)
