@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,25 +55,37 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint `ckpt-<images_seen>` atomically into `directory`; keep the newest `keep`."""
     directory = Path(directory)
-    final = directory / f"ckpt-{images_seen:012d}"
-    tmp = directory / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in WEIGHT_FILES:
-        save_file(_contiguous(weights[name]), tmp / f"{name}.safetensors")
-    torch.save(state, tmp / "state.pt")
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    files = sorted(p.name for p in tmp.iterdir())
-    (tmp / "manifest.json").write_text(
-        json.dumps({"images_seen": images_seen, "sha256": {f: _sha256(tmp / f) for f in files}})
-    )
-    for path in tmp.iterdir():  # data on disk before the rename makes it visible
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+
+    def write(tmp: Path) -> None:
+        for name in WEIGHT_FILES:
+            save_file(_contiguous(weights[name]), tmp / f"{name}.safetensors")
+        torch.save(state, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        files = sorted(p.name for p in tmp.iterdir())
+        (tmp / "manifest.json").write_text(
+            json.dumps({"images_seen": images_seen, "sha256": {f: _sha256(tmp / f) for f in files}})
+        )
+
+    final = publish_folder(directory / f"ckpt-{images_seen:012d}", write)
     for old in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def publish_folder(final: Path, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)` fills a temporary sibling folder, whose files reach the disk before it is renamed
+    to `final`: a folder with the final name is always complete (a kill leaves only the temporary)."""
+    final = Path(final)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
     return final
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .checkpoint import load_latest_checkpoint, publish_folder, save_checkpoint
 from .config import DEMO_PRESET, PRESETS, RECIPE_FIELDS, json_values, preset
 from .data import DEFAULT_MAX_LENGTHS
 from .discriminator import Discriminator
@@ -490,7 +490,8 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
         "model_dir": str(run_dir / "model"),
     }
     if rank == 0:
-        parts.write_model(run_dir / "model", generator_ema, {**config.provenance, "images_seen": images_seen})
+        provenance = {**config.provenance, "images_seen": images_seen}
+        publish_folder(run_dir / "model", lambda folder: parts.write_model(folder, generator_ema, provenance))
         if reporter:
             reporter.on_samples(
                 images_seen=images_seen,

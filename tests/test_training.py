@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from model.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from model.checkpoint import list_checkpoints, load_latest_checkpoint, publish_folder, save_checkpoint
 from model.config import preset
 from model.discriminator import Discriminator
 from model.generator import Generator
@@ -368,3 +368,20 @@ def test_sqlite_runs_keep_their_artifacts_beside_the_database(tmp_path, monkeypa
         mlflow.log_dict({"a": 1}, "x.json")
     assert run.info.artifact_uri.startswith((tmp_path / "store" / "mlartifacts").as_uri())
     assert (tmp_path / "store" / "mlartifacts").is_dir() and not (work / "mlruns").exists()
+
+
+def test_a_folder_is_published_whole_or_not_at_all(tmp_path):
+    """The model folder and checkpoints: a write that dies half-way leaves the previous folder as it was."""
+    final = tmp_path / "model"
+    publish_folder(final, lambda folder: (folder / "config.json").write_text("v1"))
+    assert (final / "config.json").read_text() == "v1"
+
+    def dies_half_way(folder):
+        (folder / "config.json").write_text("v2")
+        raise KeyboardInterrupt  # a kill between the two files
+
+    with pytest.raises(KeyboardInterrupt):
+        publish_folder(final, dies_half_way)
+    assert (final / "config.json").read_text() == "v1" and sorted(p.name for p in final.iterdir()) == ["config.json"]
+    publish_folder(final, lambda folder: (folder / "weights.bin").write_bytes(b"w"))  # the next run replaces it whole
+    assert sorted(p.name for p in final.iterdir()) == ["weights.bin"]
