@@ -252,6 +252,18 @@ class Preset:
         return self.model.architecture
 
 
+# The CPU presets' recipe: a faster Adam than the authors' (their settings reach caption accuracy
+# 0.04 in the demo's budget against 0.22, README), no flips since the demo's captions name left and
+# right; each preset sets its own budget.
+CPU_RECIPE: dict[str, Any] = {
+    **AUTHORS_RECIPE,
+    "batch_size": 32,
+    "g_lr": 1e-3,
+    "d_lr": 1e-3,
+    "betas": (0.0, 0.99),
+    "horizontal_flip": False,
+}
+
 PRESETS: dict[str, Preset] = {
     "xmcgan-128": Preset(
         ModelConfig(image_size=128),
@@ -269,15 +281,7 @@ PRESETS: dict[str, Preset] = {
             image_size=64, g_base=16, g_channels=(8, 4, 2, 1), d_base=8, d_channels=(1, 2, 4, 8, 16), region_size=8
         ),
         LossConfig(vgg_layer="block2_pool", vgg_input_size=32),
-        recipe={
-            **AUTHORS_RECIPE,
-            "batch_size": 32,
-            "g_lr": 1e-3,
-            "d_lr": 1e-3,
-            "betas": (0.0, 0.99),
-            "horizontal_flip": False,  # the demo's captions name left and right
-            "total_images": 48_000,
-        },
+        recipe={**CPU_RECIPE, "total_images": 48_000},
         description="narrow 64x64 model for the demo data on 2 CPU cores (learns colours, not places, in 72k images)",
     ),
     # The demo (make demo). cpu-64 in its budget learned colour and background but never place:
@@ -298,15 +302,7 @@ PRESETS: dict[str, Preset] = {
             d_coordinates=True,
         ),
         LossConfig(vgg_layer="block2_pool", vgg_input_size=32),
-        recipe={
-            **AUTHORS_RECIPE,
-            "batch_size": 32,
-            "g_lr": 1e-3,
-            "d_lr": 1e-3,
-            "betas": (0.0, 0.99),
-            "horizontal_flip": False,  # the demo's captions name left and right
-            "total_images": 75_000,
-        },
+        recipe={**CPU_RECIPE, "total_images": 75_000},
         description="the demo: a narrow 32x32 model that learns the demo data's colours and places on 2 CPU cores",
     ),
 }
