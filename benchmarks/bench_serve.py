@@ -1,6 +1,6 @@
 """Serving latency and throughput on V1 REST, V2 REST and V2 gRPC against the bare forward, cache hit and miss.
 
-The model is the CPU preset (cpu-64, random weights unless --model-uri names a trained one) with
+The model is the demo preset (DEMO_PRESET, random weights unless --model-uri names a trained one) with
 the real MiniLM text encoder. The servers run as `python -m components.serve` on 127.0.0.1: one
 as configured by default, one with batching off (--max-batch-images 1). Clients are closed-loop
 threads with a keep-alive connection each (http.client, a gRPC channel each), one image per
@@ -63,7 +63,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 
 from components.serve.loading import resolve_model_source
 from components.serve.rendering import batch_invariant_math, encode_png
-from model.config import preset
+from model.config import DEMO_PRESET, preset
 from model.generator import Generator
 from model.sampling import TextToImage, image_noise, to_uint8
 from model.text_encoder import TextEncoder
@@ -89,7 +89,7 @@ def prompt(tag: str, i: int) -> str:
 def write_cpu_model(directory: Path) -> Path:
     encoder = TextEncoder()
     torch.manual_seed(0)
-    model_config, _ = preset("cpu-64", text_dim=encoder.dim)
+    model_config, _ = preset(DEMO_PRESET, text_dim=encoder.dim)
     TextToImage(text_encoder=encoder, generator=Generator(model_config)).save_pretrained(directory)
     return directory
 
@@ -450,7 +450,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=THREADS, help="intra-op threads of both sides (default: the CPUs)"
     )
-    parser.add_argument("--model-uri", help="model folder or models:/ URI (default: a random cpu-64 model)")
+    parser.add_argument("--model-uri", help="model folder or models:/ URI (default: a random model of the demo preset)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if args.threads != THREADS:
