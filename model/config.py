@@ -104,8 +104,9 @@ class ModelConfig(_DictMixin):
     # Convolutions see only local content, so without them D knows where something is only from
     # its zero padding, and checks captions that say where ("top left") weakly. Off in the
     # authors' presets; the demo's captions are about places.
-    d_coordinates: bool = False  # (y, x) coordinate channels beside D's input pixels (not in the authors' code)
-    g_coordinates: bool = False  # (y, x) coordinate channels beside G's 4x4 input map (not in the authors' code)
+    d_coordinates: bool = False
+    # The same beside G's 4x4 input map: faster early on the demo data, worse places later (README).
+    g_coordinates: bool = False
     sync_batch_stats: bool = False  # all-reduce G's batch-norm statistics across processes
     bn_momentum: float = 0.1  # torch convention: running = (1 - m) * running + m * batch (flax 0.9)
     bn_eps: float = 1e-5
@@ -287,7 +288,7 @@ PRESETS: dict[str, Preset] = {
     # The demo (make demo). cpu-64 in its budget learned colour and background but never place:
     # caption accuracy 0.22-0.31 and place at chance on 200 val captions at every point up to 72k
     # images. At 32x32 an iteration costs a quarter, and on the same recipe the place is learned:
-    # caption accuracy 0.38 / 0.46 at 50k / 75k images (benchmarks/learning_curve.py, README).
+    # caption accuracy 0.37 / 0.42 at 50k / 75k images, places 0.12 / 0.27 (benchmarks/learning_curve.py, README).
     # G's attention starts at 8x8 (two spatially conditioned blocks instead of one) and D sees
     # coordinate channels, so "top left" and "on the right" have pixels to refer to.
     "cpu-32": Preset(
