@@ -208,3 +208,25 @@ def test_the_pipeline_gate_decides_and_crown_moves_the_champion(registry, tmp_pa
     assert aliases(registry)[CHAMPION] == "1"
     assert crown(NAME, version=passed["version"], tracking_uri=registry) == "1"
     assert aliases(registry)[CHAMPION] == "2"
+
+
+def test_a_promote_run_again_after_a_kill_registers_no_second_version(registry, tmp_path, monkeypatch):
+    """Killed after registering the version and before moving the aliases: the re-run finds that
+    version and finishes as an uninterrupted run would (one version, champion on it)."""
+    model_dir = make_model(tmp_path / "m1", seed=1, run_id="train-run-1")
+    mlflow_client_class = type(client(registry))
+    original = mlflow_client_class.set_registered_model_alias
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # the kill, right after create_model_version
+
+    monkeypatch.setattr(mlflow_client_class, "set_registered_model_alias", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(registry, tmp_path, model_dir, 40.0, 0.5)
+    assert aliases(registry) == {CHAMPION: None, CHALLENGER: None}
+    monkeypatch.setattr(mlflow_client_class, "set_registered_model_alias", original)
+    summary = run(registry, tmp_path, model_dir, 40.0, 0.5)
+    assert summary["version"] == "1" and aliases(registry) == {CHAMPION: "1", CHALLENGER: "1"}
+    assert len(client(registry).search_model_versions(f"name='{NAME}'")) == 1
+    other = run(registry, tmp_path, make_model(tmp_path / "m2", seed=2, run_id="train-run-2"), 40.0, 0.5)
+    assert other["version"] == "2"  # another trained model is another version

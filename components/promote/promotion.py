@@ -164,18 +164,21 @@ def promote(
         run_id = run.info.run_id
 
     metrics = {k: v for k, v in candidate.items() if k != "evaluation_key" and v is not None}
-    version = registry.register_version(
+    tags = {
+        **lineage,
+        **{registry.METRIC_TAG + k: v for k, v in metrics.items()},
+        registry.SCORE_TAG + evaluation["evaluation_key"]: json.dumps(metrics, sort_keys=True),
+        "gate": "passed" if decision.promote else "failed",
+    }
+    # A re-run after a kill between registering and moving the aliases finds its version: the same
+    # trained model, evaluation and decision is one version, not two.
+    version = registry.version_with_tags(mlflow_client, name, tags) or registry.register_version(
         mlflow_client,
         name=name,
         architecture=architecture,
         run_id=run_id,
         artifact_path="model",
-        tags={
-            **lineage,
-            **{registry.METRIC_TAG + k: v for k, v in metrics.items()},
-            registry.SCORE_TAG + evaluation["evaluation_key"]: json.dumps(metrics, sort_keys=True),
-            "gate": "passed" if decision.promote else "failed",
-        },
+        tags=tags,
         description=(
             f"FID {candidate['fid']:.4g}, R-precision {candidate['r_precision']:.4g} on evaluation set "
             f"{lineage['evaluation_set']} (data {lineage['data_version']}); trained in run "

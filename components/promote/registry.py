@@ -85,6 +85,18 @@ def record_scores(mlflow_client, name: str, version: str, evaluation_key: str, s
     mlflow_client.set_model_version_tag(name, version, SCORE_TAG + evaluation_key, json.dumps(scores, sort_keys=True))
 
 
+def version_with_tags(mlflow_client, name: str, tags: dict):
+    """The version of `name` registered with exactly these tags (lineage, scores, decision), if any;
+    never for a model of unknown training run, which could be any model."""
+    if tags.get("training_run_id", "unknown") == "unknown":
+        return None
+    wanted = {k: str(v) for k, v in tags.items()}
+    for version in mlflow_client.search_model_versions(f"name='{name}'"):
+        if all(version.tags.get(k) == v for k, v in wanted.items()):
+            return version
+    return None
+
+
 def register_version(
     mlflow_client, *, name: str, architecture: str, run_id: str, artifact_path: str, tags: dict, description: str
 ):
