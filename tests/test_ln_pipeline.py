@@ -6,22 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_support import TINY_RUN
 
 from pipelines.xmcgan_pipeline import run_local
 
 TINY_LN = {
+    **TINY_RUN,
     "sources": ["coco", "ln_coco"],
     "train_source": "ln_coco",
-    "demo_train_images": 100,
-    "demo_val_images": 24,
-    "demo_image_size": 64,
     "image_size": 64,
-    "split_min_train": 100,
-    "split_min_val": 20,
     "train_overrides": {"batch_size": 8, "total_images": 16},
-    "eval_samples": 16,
-    "rprecision_candidates": 8,
-    "rprecision_repeats": 2,
     "demo_shapes": False,
     "max_fid": 10_000.0,
     "min_rprecision": 0.0,

@@ -5,18 +5,13 @@ a served endpoint."""
 import pytest
 import yaml
 from PIL import Image
+from pipeline_support import TINY_RUN
 
 from pipelines import xmcgan_pipeline as pipeline_module
 from pipelines.xmcgan_pipeline import run_local
 
 TINY = {
-    "sources": ["coco"],
-    "demo_train_images": 100,
-    "demo_val_images": 24,
-    "demo_image_size": 64,
-    "image_size": 32,
-    "split_min_train": 100,
-    "split_min_val": 20,
+    **TINY_RUN,
     "preset": "mirrorgan-64",
     "train_overrides": {
         "batch_size": 8,
@@ -33,11 +28,6 @@ TINY = {
         "hidden_dim": 16,
     },
     "damsm_rprecision": True,
-    "eval_samples": 16,
-    "rprecision_candidates": 8,
-    "rprecision_repeats": 2,
-    "demo_shapes": True,
-    "deploy_prompts": ["a red circle in the center"],
     "max_fid": 10_000.0,
     "min_rprecision": 0.0,
 }

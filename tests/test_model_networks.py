@@ -14,6 +14,7 @@ from model.generator import Generator
 from model.layers import RegionCondition, SpatialConditionalBatchNorm, word_region_attention
 from model.text_encoder import TextEmbedding
 
+CPU_PRESETS = ("cpu-64", "cpu-32")
 TINY = ModelConfig(
     image_size=32,
     z_dim=8,
@@ -32,8 +33,8 @@ def make_text(batch: int, tokens: int, dim: int, *, lengths: list[int], seed: in
     return TextEmbedding(torch.randn(batch, tokens, dim, generator=g), mask, torch.randn(batch, dim, generator=g))
 
 
-@pytest.mark.parametrize(  # cpu-64 runs for real below; MirrorGAN presets in tests/test_mirrorgan_model.py
-    "name", sorted(n for n, p in PRESETS.items() if p.architecture == "xmcgan" and n != "cpu-64")
+@pytest.mark.parametrize(  # the CPU presets run for real below; MirrorGAN presets in tests/test_mirrorgan_model.py
+    "name", sorted(n for n, p in PRESETS.items() if p.architecture == "xmcgan" and n not in CPU_PRESETS)
 )
 def test_large_presets_build_with_the_right_shapes_on_the_meta_device(name):
     config, _ = preset(name, text_dim=768)
@@ -48,7 +49,7 @@ def test_large_presets_build_with_the_right_shapes_on_the_meta_device(name):
     assert out.region_features.shape == (2, config.region_size**2, 768)
 
 
-@pytest.mark.parametrize("name", ["cpu-64", "cpu-32"])
+@pytest.mark.parametrize("name", CPU_PRESETS)
 def test_cpu_preset_runs_for_real(name):
     config, _ = preset(name, text_dim=384)
     torch.manual_seed(0)

@@ -7,29 +7,14 @@ import json
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
+from pipeline_support import TINY_RUN
 
 from pipelines.xmcgan_pipeline import run_local
-
-TINY = {
-    "sources": ["coco"],
-    "demo_train_images": 100,
-    "demo_val_images": 24,
-    "demo_image_size": 64,
-    "image_size": 32,
-    "split_min_train": 100,
-    "split_min_val": 20,
-    "train_overrides": {"batch_size": 8, "total_images": 32},
-    "eval_samples": 16,
-    "rprecision_candidates": 8,
-    "rprecision_repeats": 2,
-    "demo_shapes": True,
-    "deploy_prompts": ["a red circle in the center"],
-}
 
 
 @pytest.mark.slow
 def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_changes_nothing(tmp_path):
-    passing = run_local(parameters={**TINY, "max_fid": 10_000.0, "min_rprecision": 0.0}, output=tmp_path)
+    passing = run_local(parameters={**TINY_RUN, "max_fid": 10_000.0, "min_rprecision": 0.0}, output=tmp_path)
     run_dir = tmp_path / "pipeline-root" / passing["run_dir"].split("/")[-1]
     assert passing["ingest"]["coco"]["images_in"] == 124
     assert passing["ingest"]["coco"]["images_in"] == (
@@ -51,7 +36,7 @@ def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_chan
 
     assert passing["reused_from_cache"] == []
     # Only the gate's thresholds change: every step before it is reused, the gate itself runs again.
-    failing = run_local(parameters={**TINY, "max_fid": 0.001, "min_rprecision": 0.0}, output=tmp_path)
+    failing = run_local(parameters={**TINY_RUN, "max_fid": 0.001, "min_rprecision": 0.0}, output=tmp_path)
     assert failing["reused_from_cache"] == ["embed", "evaluate", "ingest", "raw-data", "train", "validate"]
     assert failing["training"]["mlflow_run_id"] == passing["training"]["mlflow_run_id"]
     assert failing["gate"]["promote"] is False and failing["registered_version"] == "2"
@@ -67,8 +52,8 @@ def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_chan
 @pytest.mark.slow
 def test_a_changed_training_setting_reruns_training_and_what_follows_only(tmp_path):
     gate = {"max_fid": 10_000.0, "min_rprecision": 0.0}
-    first = run_local(parameters={**TINY, **gate}, output=tmp_path)
-    longer = {**TINY, **gate, "train_overrides": {**TINY["train_overrides"], "total_images": 48}}
+    first = run_local(parameters={**TINY_RUN, **gate}, output=tmp_path)
+    longer = {**TINY_RUN, **gate, "train_overrides": {**TINY_RUN["train_overrides"], "total_images": 48}}
     second = run_local(parameters=longer, output=tmp_path)
     assert second["reused_from_cache"] == ["embed", "ingest", "raw-data", "validate"]
     assert second["training"]["images_seen"] == 48 and first["training"]["images_seen"] == 32
