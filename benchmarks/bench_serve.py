@@ -11,7 +11,9 @@ server (rendering.batch_invariant_math, strict MKL), is the bare forward of the 
     bare miss   text encoding + generator + uint8 + PNG          (what a cache-miss request does)
     bare hit    generator + uint8 + PNG, embeddings precomputed  (what a cache-hit request does)
 
-at batch 1 (latency) and batch 8, the server's largest batch (throughput). The sides alternate
+at batch 1 (latency) and batch 8, the server's largest batch (throughput), all on this process's main
+thread, as the server runs all its torch work on one thread (a second thread running torch gets an
+OpenMP team of its own and the two teams slow each other down). The sides alternate
 over --rounds rounds; medians over rounds are printed, with
 
     at 1 client:       server p50 / bare batch-1 p50 - 1            (target: at most +20 %)
@@ -117,15 +119,12 @@ class Bare:
         for pixels in to_uint8(self.pipeline.generate(text, z)):
             encode_png(pixels, self.size)
 
-    def run(self, *, batch: int, miss: bool, iterations: int, tag: str, worker: ThreadPoolExecutor | None = None):
+    def run(self, *, batch: int, miss: bool, iterations: int, tag: str):
         times = []
         for i in range(iterations):
             prompts = [prompt(f"bare{tag}", i * batch + j) for j in range(batch)] if miss else None
             start = time.perf_counter()
-            if worker is None:
-                self.once(prompts, range(i * batch, (i + 1) * batch))
-            else:
-                worker.submit(self.once, prompts, range(i * batch, (i + 1) * batch)).result()
+            self.once(prompts, range(i * batch, (i + 1) * batch))
             times.append(time.perf_counter() - start)
         return {"latencies": times, "images_per_s": batch * iterations / sum(times)}
 
@@ -327,7 +326,6 @@ def measure(args, model_uri: str) -> tuple[dict, dict]:
     batch_invariant_math(pipeline)  # the server's arithmetic (rendering.py)
     bare, plain = Bare(pipeline), Bare(TextToImage.from_pretrained(path))
     print(f"model {model_uri}: {pipeline.image_size}px, threads {args.threads}", file=sys.stderr)
-    worker = ThreadPoolExecutor(1, thread_name_prefix="bare-worker")
     results: dict[str, list[dict]] = {}
     parts: dict[str, list[dict]] = {}
 
@@ -356,10 +354,6 @@ def measure(args, model_uri: str) -> tuple[dict, dict]:
                     slices.setdefault(f"bare {kind} 1", []).append(
                         bare.run(batch=1, miss=miss, iterations=n // SLICES, tag=tag)
                     )
-                    if miss:
-                        slices.setdefault("bare miss 1 worker", []).append(
-                            bare.run(batch=1, miss=True, iterations=n // SLICES, tag=f"w{tag}", worker=worker)
-                        )
                     for protocol in PROTOCOLS:
                         run = load(server, protocol, clients=1, requests=n // SLICES, miss=miss, tag=f"{tag}{protocol}")
                         slices.setdefault(f"{protocol} {kind} 1", []).append(run)
@@ -384,7 +378,6 @@ def measure(args, model_uri: str) -> tuple[dict, dict]:
     finally:
         for each in servers.values():
             each.stop()
-        worker.shutdown()
     table = {name: summary(runs) for name, runs in results.items()}
     mean_parts = {kind: {k: statistics.median(p[k] for p in runs) for k in runs[0]} for kind, runs in parts.items()}
     return table, {"breakdown": mean_parts, "floors_ms": floors}
@@ -396,12 +389,8 @@ def report(table: dict, extra: dict) -> None:
         for name in (f"bare {kind} 1", f"bare {kind} {BATCH}"):
             row = table[name]
             print(f"{name + ' (batch)':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
-    for name, label in (
-        (f"bare hit {BATCH} plain", f"bare hit {BATCH}, torch's own math"),
-        ("bare miss 1 worker", "bare miss 1 from a worker thread"),
-    ):
-        row = table[name]
-        print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
+    row = table[f"bare hit {BATCH} plain"]
+    print(f"{f'bare hit {BATCH}, torch own math':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
     for kind in ("miss", "hit"):
         for protocol in PROTOCOLS:
             for clients in CLIENTS:
@@ -419,10 +408,6 @@ def report(table: dict, extra: dict) -> None:
     unbatched = table["unbatched miss 8"]["images_per_s"]
     print(
         f"batching at 8 clients (V1 REST, miss): {eight / one:.2f}x one client, {eight / unbatched:.2f}x batching off"
-    )
-    print(
-        "bare miss batch 1 from a worker thread vs the main thread: "
-        f"{table['bare miss 1 worker']['p50_ms'] / table['bare miss 1']['p50_ms'] - 1:+.1%} p50"
     )
     invariant, own = table[f"bare hit {BATCH}"]["images_per_s"], table[f"bare hit {BATCH} plain"]["images_per_s"]
     print(

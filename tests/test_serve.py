@@ -696,3 +696,30 @@ def test_model_metadata_describes_the_v2_tensors(client):
     metadata = client.get("/v2/models/xmcgan").json()
     assert metadata["inputs"] == [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
     assert metadata["outputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1, -1]}]
+
+
+def test_every_torch_call_of_the_server_runs_on_its_one_generator_thread(tiny_model, monkeypatch):
+    """Loading, the batch-invariance check and rendering share one thread (a second thread running
+    torch gets its own OpenMP team, and the two slow each other down)."""
+    from components.serve import predictor as predictor_module
+    from components.serve.predictor import XMCGANPredictor
+
+    threads = {}
+    check, render = predictor_module.check_batch_invariance, predictor_module.Renderer.images
+
+    def recording(name, function):
+        def wrapped(*args, **kwargs):
+            threads[name] = threading.get_ident()
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(predictor_module, "check_batch_invariance", recording("load", check))
+    monkeypatch.setattr(predictor_module.Renderer, "images", recording("render", render))
+    model = XMCGANPredictor(ServeConfig(model_uri=str(tiny_model), host="127.0.0.1", http_port=0))
+    try:
+        model.load()
+        asyncio.run(model.batcher.submit([ImageJob("a red circle", 0, 0, 16)]))
+    finally:
+        model.stop()
+    assert threads["load"] == threads["render"] != threading.get_ident()

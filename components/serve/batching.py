@@ -58,7 +58,9 @@ class MicroBatcher:
         max_batch: int,
         wait_s: float,
         max_queued: int,
+        thread: ThreadPoolExecutor | None = None,
     ):
+        """`thread`: the one thread that runs the model (the server's, which also loaded it; default a new one)."""
         self.render = render
         self.max_batch = max_batch
         self.wait_s = wait_s
@@ -66,7 +68,7 @@ class MicroBatcher:
         self._waiting: deque[_Request] = deque()
         self._queued = 0  # jobs submitted but not yet taken into a batch
         self._expected = 0  # requests in the server (see expecting), queued or not
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
+        self._thread = thread or ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._worker: asyncio.Task | None = None
         self._arrived: asyncio.Event | None = None
 
