@@ -80,11 +80,15 @@ def test_ingested_demo_passes_and_reports(data):
         assert all(column in text for column in columns), r
 
 
-def test_the_report_is_byte_identical_on_a_rerun(data):
+def test_the_report_is_byte_identical_on_a_rerun_and_in_another_checkout(data, tmp_path):
+    """The report is a DVC output: the same bytes on a re-run, and in a clone at another path."""
     validate(data)
     first = {name: (data / "validation" / name).read_bytes() for name in ("validation.html", "validation.json")}
     validate(data)
     assert {name: (data / "validation" / name).read_bytes() for name in first} == first
+    elsewhere = Path(shutil.copytree(data, tmp_path / "another" / "checkout" / "data"))
+    validate(elsewhere)
+    assert {name: (elsewhere / "validation" / name).read_bytes() for name in first} == first
 
 
 def page_text(path: Path) -> list[str]:

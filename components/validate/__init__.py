@@ -4,6 +4,7 @@ page Great Expectations renders of the validation."""
 
 from __future__ import annotations
 
+import posixpath
 import time
 from dataclasses import asdict
 from importlib import metadata
@@ -21,14 +22,16 @@ def run_validate(*, config: ValidateConfig) -> dict:
     started = time.perf_counter()
     results, page = run_checks(build_tables(config))
     passed = sum(r["success"] for r in results)
+    # paths relative to the report's folder: the report is a DVC output, the same bytes in any checkout
+    where = {"data_root": posixpath.relpath(config.data_root, config.report_dir), "report_dir": "."}
     summary = {
         "success": passed == len(results),
         "checks": len(results),
         "passed": passed,
         "failed": len(results) - passed,
-        "data_root": config.data_root,
+        "data_root": where["data_root"],
         "great_expectations": metadata.version("great_expectations"),
-        "config": asdict(config),
+        "config": {**asdict(config), **where},
         "results": results,
     }
     # The report is a function of the data and the settings (no timing in it), so DVC sees no change on a re-run.

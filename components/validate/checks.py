@@ -146,7 +146,7 @@ def embedding_tables(config: ValidateConfig, source: str, captions_by_split: dic
     folders = sorted(Path(config.data_root, "embeddings").glob(f"*/{source}"))
     tables = []
     if source in config.require_embeddings:
-        found = pd.DataFrame({"folder": [str(f) for f in folders]}, columns=["folder"])
+        found = pd.DataFrame({"folder": [str(f.relative_to(config.data_root)) for f in folders]}, columns=["folder"])
         tables.append(Table(f"embeddings {source}", found, ["folder"], [rows_at_least(1, "caption embeddings exist")]))
     for folder in folders:
         about = folder.parent / "encoder.json"

@@ -59,12 +59,13 @@ def parquet_files(folder: str | Path) -> list[Path]:
 
 def load_records(root: str, source: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(records, files): a row per record (its columns but the PNG bytes, plus the PNG's byte count and header
-    size and the number of captions), and a row per Parquet file with its schema problem ("" if none)."""
+    size and the number of captions), and a row per Parquet file (by name, the same in any checkout) with
+    its schema problem ("" if none)."""
     frames, files = [], []
     for path in parquet_files(records_dir(root, source, split)):
         parquet = pq.ParquetFile(path)
         problem = schema_problem(parquet.schema_arrow, RECORD_SCHEMA)
-        files.append({"file": str(path), "rows": parquet.metadata.num_rows, "schema_problem": problem})
+        files.append({"file": path.name, "rows": parquet.metadata.num_rows, "schema_problem": problem})
         if problem:
             continue  # its rows cannot be read as records; the schema check reports the file
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
@@ -107,7 +108,7 @@ def load_counts(root: str, source: str) -> tuple[dict | None, pd.DataFrame]:
 
 def load_embeddings(folder: str | Path, captions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(embeddings, files): a row per embedding with its byte lengths, valid tokens, finiteness and whether its
-    caption is the record's caption at that index; a row per Parquet file with its schema problem."""
+    caption is the record's caption at that index; a row per Parquet file (by name) with its schema problem."""
     by_key = dict(
         zip(zip(captions["image_id"], captions["caption_index"], strict=True), captions["caption"], strict=True)
     )
@@ -115,7 +116,7 @@ def load_embeddings(folder: str | Path, captions: pd.DataFrame) -> tuple[pd.Data
     for path in parquet_files(folder):
         parquet = pq.ParquetFile(path)
         problem = schema_problem(parquet.schema_arrow, EMBEDDING_SCHEMA)
-        files.append({"file": str(path), "rows": parquet.metadata.num_rows, "schema_problem": problem})
+        files.append({"file": path.name, "rows": parquet.metadata.num_rows, "schema_problem": problem})
         if not problem:
             frames += [
                 embedding_rows(batch.to_pydict(), by_key) for batch in parquet.iter_batches(batch_size=BATCH_ROWS)
