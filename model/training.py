@@ -24,6 +24,7 @@ the exact run it interrupted.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -423,28 +424,16 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     while images_seen < config.total_images:
         # Discriminator phase: fresh real images each D step.
         for d_step in range(config.d_steps_per_g_step):
-            opt_d.zero_grad(set_to_none=True)
             micro_batches = [parts.to_device(next(batches), device) for _ in range(config.grad_accumulation)]
-            for micro, (real, text) in enumerate(micro_batches):
-                z = step_noise(phase=d_step, micro=micro)
-                with autocast:
-                    loss_d, terms = loss.discriminator_loss(real=real, text=text, z=z)
-                (loss_d / config.grad_accumulation).backward()
-                _accumulate(tick_terms, terms)
-            average_gradients(discriminator)
-            opt_d.step()
+            d_noise = functools.partial(step_noise, phase=d_step)
+            phase_step(loss.discriminator_loss, discriminator, opt_d, micro_batches, noise=d_noise, autocast=autocast,
+                       terms=tick_terms)  # fmt: skip
             images_seen += config.batch_size
 
         # Generator phase on the last D step's images and captions, with new noise.
-        opt_g.zero_grad(set_to_none=True)
-        for micro, (real, text) in enumerate(micro_batches):
-            z = step_noise(phase=config.d_steps_per_g_step, micro=micro)
-            with autocast:
-                loss_g, terms = loss.generator_loss(real=real, text=text, z=z)
-            (loss_g / config.grad_accumulation).backward()
-            _accumulate(tick_terms, terms)
-        average_gradients(generator)
-        opt_g.step()
+        g_noise = functools.partial(step_noise, phase=config.d_steps_per_g_step)
+        phase_step(loss.generator_loss, generator, opt_g, micro_batches, noise=g_noise, autocast=autocast,
+                   terms=tick_terms)  # fmt: skip
         ema_update(generator_ema, generator, decay=ema_decay(config, images_seen=images_seen))
         step += 1
         bar.update(config.batch_size * config.d_steps_per_g_step)
@@ -500,6 +489,33 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
             )
             reporter.on_end(model_dir=run_dir / "model", summary=summary)
     return summary
+
+
+def phase_step(
+    phase_loss: Callable,
+    network: torch.nn.Module,
+    optimiser,
+    micro_batches: list,
+    *,
+    noise: Callable,
+    autocast,
+    terms: dict,
+) -> None:
+    """One optimiser step of a phase (`loss.discriminator_loss` or `loss.generator_loss`) on one global
+    batch, given as this rank's micro-batches of (real, text): each micro-batch's loss, with
+    `noise(micro=i)` as z and under `autocast`, is back-propagated at 1 / len(micro_batches), then the
+    gradients are averaged over ranks and `optimiser` steps. What `train` runs per phase, and what the
+    benchmarks time (benchmarks/bench_model.py, benchmarks/gpu_check.py); the phase's loss terms are
+    added to `terms`."""
+    optimiser.zero_grad(set_to_none=True)
+    for micro, (real, text) in enumerate(micro_batches):
+        z = noise(micro=micro)
+        with autocast:
+            loss, step_terms = phase_loss(real=real, text=text, z=z)
+        (loss / len(micro_batches)).backward()
+        _accumulate(terms, step_terms)
+    average_gradients(network)
+    optimiser.step()
 
 
 def _accumulate(totals: dict[str, list[float]], terms: dict[str, float]) -> None:
