@@ -17,9 +17,13 @@ from .config import EvalConfig
 from .evaluation import evaluate
 
 HELP = {
+    "protocol": "demo (200 samples, one run) or paper (XMC-GAN's: 30,000 samples of COCO-2014 val, mean of 3 runs); "
+    "the report labels every score comparable to the paper's or not, and why",
     "source": "records source to evaluate on: coco, ln_coco, ln_open_images",
     "split": "records split: val or train",
-    "num_samples": "generated images, one per (image, caption) pair of the fixed caption set",
+    "num_samples": "generated images, one per (image, caption) pair of the fixed caption set (default: the protocol's)",
+    "runs": "generations of the caption set, noise seeds seed, seed + 1, ...; scores are the mean (default: the "
+    "protocol's)",
     "seed": "seed of the caption set choice and of the generation noise",
     "caption_set": "an existing caption_set.json to score on instead of choosing one",
     "generation_batch": "captions per generator batch",

@@ -10,6 +10,7 @@ from model.mirrorgan.config import DAMSMConfig
 
 from .dual_encoder import DualEncoderConfig
 from .fidelity import RESIZES, TF_INCEPTION
+from .protocol import DEMO, PAPER, PROTOCOLS
 
 DUAL = "dual"
 
@@ -17,10 +18,14 @@ DUAL = "dual"
 @dataclass(frozen=True)
 class EvalConfig:
     # what is scored
+    protocol: str = DEMO  # "demo" or "paper" (XMC-GAN's: 30,000 samples of COCO-2014 val, 3 runs): protocol.py
     source: str = "coco"  # records/<source>/<split> of the processed data
     split: str = "val"
-    num_samples: int = 200  # generated images = (image, caption) pairs of the fixed caption set
-    seed: int = 0  # chooses the caption set and the generation noise
+    # None takes the protocol's value (protocol.PROTOCOLS); a value given here overrides it, and the report says
+    # whether the result is still comparable to the paper's
+    num_samples: int | None = None  # generated images = (image, caption) pairs of the fixed caption set
+    runs: int | None = None  # generations of the caption set with noise seeds seed, seed + 1, ...; scores: their mean
+    seed: int = 0  # chooses the caption set and the (first run's) generation noise
     caption_set: str | None = None  # an existing caption_set.json to score on (else chosen from data and seed)
     generation_batch: int = 32
     # FID / KID
@@ -52,13 +57,21 @@ class EvalConfig:
             length = {"max_length": DEFAULT_MAX_LENGTHS.get(self.source, DualEncoderConfig.max_length)}
             object.__setattr__(self, "dual_encoder", DualEncoderConfig(**{**length, **self.dual_encoder}))
         problems = []
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
+        protocol = PROTOCOLS.get(self.protocol, PROTOCOLS[DEMO])  # an unknown one still lets the rest be checked
+        for name in ("num_samples", "runs"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(protocol, name))
+        if self.protocol == PAPER and (self.source, self.split) != ("coco", "val"):
+            problems.append(f"protocol paper scores COCO-2014 val (coco/val), got {self.source}/{self.split}")
         if self.source not in SOURCES:
             problems.append(f"source must be one of {SOURCES}, got {self.source!r}")
         if self.split not in SPLITS:
             problems.append(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.resize not in RESIZES:
             problems.append(f"resize must be one of {RESIZES}, got {self.resize!r}")
-        for name in ("num_samples", "generation_batch", "feature_batch", "kid_subset_size", "kid_subsets"):
+        for name in ("num_samples", "runs", "generation_batch", "feature_batch", "kid_subset_size", "kid_subsets"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_samples < 2:
@@ -77,6 +90,11 @@ class EvalConfig:
             problems.append(f"caption_set file not found: {self.caption_set}")
         if problems:
             raise ValueError("invalid eval config: " + "; ".join(problems))
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The generation noise seed of each run."""
+        return tuple(self.seed + run for run in range(self.runs))
 
     def to_dict(self) -> dict:
         return asdict(self)

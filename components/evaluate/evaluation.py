@@ -4,11 +4,15 @@ Everything is scored through a plain callable `generate(captions, seed) -> uint8
 the metrics run alike on a trained model, an untrained one, or images a test constructs; a model
 folder becomes such a callable in `generator_from_model_dir`. Each image set (the model, an
 optional untrained baseline, the real images of the caption set as the ceiling) gets FID and KID
-against the real images of the split, R-precision, and on the demo data caption accuracy.
+against the real images of the split, R-precision, and on the demo data caption accuracy. A
+protocol's runs (components/evaluate/protocol.py) generate the same captions with consecutive noise
+seeds; each score is the mean over runs, its spread is kept beside it, and every metric is labelled
+comparable to the paper's number or not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -27,9 +31,10 @@ from components.demo_data import caption_accuracy
 
 from .config import DUAL, EvalConfig
 from .damsm import damsm_encoder_for, damsm_scores
-from .data import CaptionSet, choose_caption_set, read_records, rows_of
+from .data import CaptionSet, choose_caption_set, read_records, read_table, rows_of
 from .dual_encoder import dual_encoder_for
 from .fidelity import RealFeaturesKey, cached_real_features, create_extractor, extract_features, fid_kid
+from .protocol import COCO_2014_VAL_PREFIX, paper_labels
 from .report import png_bytes, render_html, sample_grid
 from .rprecision import CLIPEncoder, ImageTextEncoder, caption_pool, score_images
 
@@ -129,34 +134,55 @@ def caption_set_for(config: EvalConfig, records, *, data_version: str) -> Captio
     )
 
 
-def fidelity_scores(image_sets: dict, real_split: np.ndarray, set_rows: list[int], config, *, key_fields, log):
-    """FID / KID of each image set against all real images of the split (features cached per key);
-    the real set's features are rows of the split's. Returns (scores per set, extractor, timings)."""
-    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
+def real_split_features(split_images: np.ndarray, image_size: tuple[int, int], extractor, config, *, key_fields, log):
+    """Features of all real images of the split at the generator's resolution (`image_size`), cached per key:
+    both resizes (to the generator's size, then the extractor's to 299 x 299) and the extraction run only on
+    a cache miss. Returns (features, seconds)."""
     key = RealFeaturesKey(
         **key_fields,
         extractor=extractor.name,
         weights_sha256=extractor.weights_sha256,
         resize=extractor.resize,
-        image_size=real_split.shape[1],
-        num_images=len(real_split),
+        image_size=int(image_size[0]),
+        num_images=len(split_images),
     )
     clock = time.perf_counter()
     real_features, cache_hit = cached_real_features(
-        key, Path(config.cache_dir), lambda: extract_features(real_split, extractor, batch_size=config.feature_batch)
+        key,
+        Path(config.cache_dir),
+        lambda: extract_features(resize_all(split_images, image_size), extractor, batch_size=config.feature_batch),
     )
-    timings = {"real_features_seconds": time.perf_counter() - clock}
-    log(f"evaluate: real features of {len(real_split)} images {'from cache' if cache_hit else 'computed'}")
-    clock = time.perf_counter()
-    features = {
-        name: real_features[set_rows]
-        if name == "real"
-        else extract_features(images, extractor, batch_size=config.feature_batch)
+    log(f"evaluate: real features of {len(split_images)} images {'from cache' if cache_hit else 'computed'}")
+    return real_features, time.perf_counter() - clock
+
+
+def fid_kid_scores(image_sets: dict, real_features: torch.Tensor, set_rows: list[int], extractor, config) -> dict:
+    """FID / KID of each image set against the split's real features; the "real" set's features are rows of those."""
+    settings = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets, "seed": config.seed}
+    return {
+        name: fid_kid(
+            real_features[set_rows]
+            if name == "real"
+            else extract_features(images, extractor, batch_size=config.feature_batch),
+            real_features,
+            **settings,
+        )
         for name, images in image_sets.items()
     }
-    timings["generated_features_seconds"] = time.perf_counter() - clock
-    settings = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets, "seed": config.seed}
-    return {name: fid_kid(f, real_features, **settings) for name, f in features.items()}, extractor, timings
+
+
+def fidelity_scores(image_sets: dict, real_split: np.ndarray, set_rows: list[int], config, *, key_fields, log):
+    """One run's FID / KID of each image set against all real images of the split (`real_split`, at the
+    generator's resolution), in one call: the extractor, the split's features, the scores. Returns
+    (scores per set, extractor, timings). `evaluate` runs the same parts, the first two once for all runs."""
+    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
+    real_features, seconds = real_split_features(
+        real_split, real_split.shape[1:3], extractor, config, key_fields=key_fields, log=log
+    )
+    timings = {"real_features_seconds": seconds}
+    with _timed(timings, "generated_features_seconds"):
+        scores = fid_kid_scores(image_sets, real_features, set_rows, extractor, config)
+    return scores, extractor, timings
 
 
 def cached_text_embeddings(encoder: ImageTextEncoder, texts: list[str], cache_dir: Path) -> torch.Tensor:
@@ -238,46 +264,56 @@ def evaluate(
     captions, set_rows = list(caption_set.captions), rows_of(caption_set, records)
     log(f"evaluate: caption set {caption_set.id}, {len(caption_set)} pairs from {config.source}/{config.split}")
 
-    clock = time.perf_counter()
-    image_sets = {"model": generate_set(generate, captions, seed=config.seed)}
-    timings = {"generate_seconds": time.perf_counter() - clock}
-    image_size = image_sets["model"].shape[1:3]
+    generators = {"model": generate}
     if config.untrained_baseline:
         if pipeline is None:
             raise ValueError("untrained_baseline needs a model folder (its architecture is what gets re-initialised)")
         untrained = untrained_like(pipeline, seed=config.seed)
-        image_sets["untrained"] = generate_set(
-            generator_from_pipeline(untrained, batch_size=config.generation_batch), captions, seed=config.seed
-        )
-    real_split = resize_all(records.images, image_size)  # real images at the generator's resolution
-    image_sets["real"] = real_split[set_rows]
-
+        generators["untrained"] = generator_from_pipeline(untrained, batch_size=config.generation_batch)
+    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
     split_fields = {"data_version": data_version, "source": config.source, "split": config.split}
-    scores, extractor, fidelity_timings = fidelity_scores(
-        image_sets, real_split, set_rows, config, key_fields=split_fields, log=log
-    )
-    timings.update(fidelity_timings)
-    clock = time.perf_counter()
-    encoder = encoder or rprecision_encoder(config, data_root=data_root, data_version=data_version, log=log)
-    for name, alignment in alignment_scores(image_sets, captions, records, set_rows, encoder, config).items():
-        scores[name].update(alignment)
-    timings["rprecision_seconds"] = time.perf_counter() - clock
-    damsm = None
-    if config.damsm_rprecision:  # the MirrorGAN paper's protocol, beside the independent one (never gated)
-        clock = time.perf_counter()
-        damsm = damsm_encoder_for(config, data_root=data_root, data_version=data_version, log=log)
-        for name, values in damsm_scores(image_sets, captions, records, set_rows, damsm, config).items():
-            scores[name].update(values)
-        timings["damsm_rprecision_seconds"] = time.perf_counter() - clock
+    timings: dict[str, float] = {}
+    per_run, shown, encoder_info, damsm = [], None, None, None
+    for run, seed in enumerate(config.seeds):  # the same captions, each run with its own noise seed
+        with _timed(timings, "generate_seconds"):
+            image_sets = {name: generate_set(g, captions, seed=seed) for name, g in generators.items()}
+        if run == 0:  # what does not depend on the noise: the real images and the encoders
+            image_size = image_sets["model"].shape[1:3]
+            real_features, timings["real_features_seconds"] = real_split_features(
+                records.images, image_size, extractor, config, key_fields=split_fields, log=log
+            )
+            image_sets["real"] = resize_all(records.images[set_rows], image_size)  # the ceiling, at the model's size
+            shown = image_sets
+            with _timed(timings, "rprecision_seconds"):
+                encoder = encoder or rprecision_encoder(config, data_root=data_root, data_version=data_version, log=log)
+            encoder_info = encoder.describe()
+            if config.damsm_rprecision:  # the MirrorGAN paper's protocol, beside the independent one (never gated)
+                with _timed(timings, "damsm_rprecision_seconds"):
+                    damsm = damsm_encoder_for(config, data_root=data_root, data_version=data_version, log=log)
+        with _timed(timings, "generated_features_seconds"):
+            scores = fid_kid_scores(image_sets, real_features, set_rows, extractor, config)
+        with _timed(timings, "rprecision_seconds"):
+            for name, alignment in alignment_scores(image_sets, captions, records, set_rows, encoder, config).items():
+                scores[name].update(alignment)
+        if damsm is not None:
+            with _timed(timings, "damsm_rprecision_seconds"):
+                for name, values in damsm_scores(image_sets, captions, records, set_rows, damsm, config).items():
+                    scores[name].update(values)
+        per_run.append(scores)
+        if len(config.seeds) > 1:
+            log(f"evaluate: run {run + 1} of {len(config.seeds)} (noise seed {seed}): {json.dumps(_metrics(scores))}")
+    scores, spread = mean_over_runs(per_run)
 
-    encoder_info = encoder.describe()
     produced_by = {
         "extractor": extractor.describe(),
         "torch_fidelity": torch_fidelity.__version__,
         "image_size": int(image_size[0]),
         "num_generated": len(captions),
         "num_real": len(records),
-        "generation": {"seed": config.seed, "noise": "image i from (seed, i), model.sampling.image_noise"},
+        "generation": {
+            "seeds": list(config.seeds),
+            "noise": "image i of a run from (its seed, i), model.sampling.image_noise; scores: the mean over runs",
+        },
         "rprecision_encoder": encoder_info,
         "rprecision": {"candidates": config.rprecision_candidates, "repeats": config.rprecision_repeats},
         "kid": {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets},
@@ -289,24 +325,45 @@ def evaluate(
         **{k: v for k, v in produced_by.items() if k not in ("torch_fidelity", "damsm_rprecision_encoder")},
         "rprecision_encoder": encoder_info.get("version") or encoder_info.get("weights_sha256") or encoder_info["name"],
     }
-    generated_count = sum(len(images) for name, images in image_sets.items() if name != "real")
+    paper = paper_labels(
+        list(_metrics(scores)["model"]),
+        runs=len(config.seeds),
+        protocol=config.protocol,
+        num_generated=len(captions),
+        extractor=extractor.name,
+        packaged_weights=config.extractor_weights is None,
+        resize=extractor.resize,
+        source=config.source,
+        split=config.split,
+        demo_shapes=config.demo_shapes,
+        num_real=len(records),
+        coco_2014_val_files=_coco_2014_val_files(data_root, config),
+    )
+    generated_count = len(config.seeds) * len(generators) * len(captions)
     summary = {
         "model": {"path": str(model_dir) if model_dir is not None else None, "provenance": provenance},
         "data_version": data_version,
         "data_root": str(data_root),
         "source": config.source,
         "split": config.split,
+        "protocol": config.protocol,
         "caption_set": {"id": caption_set.id, "size": len(caption_set), "path": str(out_dir / "caption_set.json")},
         "evaluation_key": evaluation_key(comparable),
-        "metrics": {k: v for k, v in scores["model"].items() if k in METRIC_KEYS},
-        "scores": {name: {k: v for k, v in s.items() if k in METRIC_KEYS} for name, s in scores.items()},
+        "metrics": _metrics(scores)["model"],
+        "scores": _metrics(scores),
+        "paper": paper,  # every metric: comparable to the paper's number or not, and why
+        "runs": {
+            "seeds": list(config.seeds),
+            "scores": {name: [_metrics(r)[name] for r in per_run if name in r] for name in scores},
+            "std": spread,
+        },
         "details": scores,
         "produced_by": produced_by,
         "config": config.to_dict(),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "files": {name: str(out_dir / name) for name in ("evaluation.json", "report.html", "caption_set.json")},
     }
-    write_report(out_dir, summary, image_sets, captions, config.grid_captions)
+    write_report(out_dir, summary, shown, captions, config.grid_captions)
     total = time.perf_counter() - started
     summary["timings"].update(
         total_seconds=round(total, 2), generated_images_per_second=round(generated_count / total, 3)
@@ -314,3 +371,45 @@ def evaluate(
     atomic.write_text(out_dir / "evaluation.json", json.dumps(summary, indent=2))  # the step's result, last
     log(f"evaluate: {json.dumps(summary['scores'])}")
     return summary
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Add the block's wall time to timings[key] (runs add up)."""
+    clock = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - clock
+
+
+def _metrics(scores: dict) -> dict:
+    """Per image set, only the metrics (METRIC_KEYS) of its details."""
+    return {name: {k: v for k, v in s.items() if k in METRIC_KEYS} for name, s in scores.items()}
+
+
+def mean_over_runs(per_run: list[dict]) -> tuple[dict, dict]:
+    """(scores, spread) from each run's {image set: details}: a set's details with every metric the mean
+    over the runs that scored it (None if a run had none), and each metric's sample standard deviation
+    over those runs (None below 2 runs). The real set is scored in the first run only."""
+    scores, spread = {}, {}
+    for name, first in per_run[0].items():
+        runs = [r[name] for r in per_run if name in r]
+        scores[name], spread[name] = dict(first), {}
+        for metric in METRIC_KEYS:
+            if metric not in first:
+                continue
+            values = [r[metric] for r in runs]
+            if None in values or len(values) == 1:
+                scores[name][metric] = None if None in values else values[0]
+                spread[name][metric] = None
+            else:
+                scores[name][metric] = float(np.mean(values))
+                spread[name][metric] = float(np.std(values, ddof=1))
+    return scores, spread
+
+
+def _coco_2014_val_files(data_root, config: EvalConfig) -> bool:
+    """Whether every record of the split is a COCO-2014 val image by its file name (ingest keeps the annotation's)."""
+    names = read_table(data_root, config.source, config.split, columns=["file_name"])["file_name"].to_pylist()
+    return all(name.startswith(COCO_2014_VAL_PREFIX) for name in names)

@@ -45,22 +45,39 @@ def _cell(value) -> str:
 
 
 def render_html(summary: dict, *, grid_png: bytes | None, grid_rows: list[str], grid_captions: list[str]) -> str:
-    """One HTML page: metrics per image set (model, baselines, real ceiling), provenance, the grid."""
+    """One HTML page: metrics per image set (model, baselines, real ceiling; mean ± std over runs), each
+    metric's comparability to the paper, provenance, the grid."""
     columns = list(summary["scores"])
+    spread, labels = summary["runs"]["std"], summary["paper"]["metrics"]
+
+    def cell(column: str, key: str) -> str:
+        std = spread[column].get(key)
+        return _cell(summary["scores"][column].get(key)) + (f" &plusmn; {std:.2g}" if std is not None else "")
+
+    def paper_cell(key: str) -> str:
+        label = labels.get(key)
+        if label is None:
+            return "<td></td>"
+        verdict = "comparable" if label["comparable"] else "not comparable"
+        return f"<td><b>{verdict}</b><br><small>{html.escape(label['why'])}</small></td>"
+
     metric_rows = "".join(
         f"<tr><th title='{html.escape(hint)}'>{label}</th>"
-        + "".join(f"<td>{_cell(summary['scores'][c].get(key))}</td>" for c in columns)
+        + "".join(f"<td>{cell(c, key)}</td>" for c in columns)
+        + paper_cell(key)
         + "</tr>"
         for key, (label, hint) in METRIC_LABELS.items()
         if any(key in summary["scores"][c] for c in columns)
     )
     produced = summary["produced_by"]
+    seeds = summary["runs"]["seeds"]
     provenance_rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
         for k, v in {
             "model": summary["model"]["path"],
             "training run": summary["model"]["provenance"].get("training_run_id"),
             "data version": summary["data_version"],
+            "protocol": f"{summary['protocol']}: {len(seeds)} run{'s' * (len(seeds) > 1)}, noise seeds {seeds}",
             "evaluation set": f"{summary['caption_set']['id']} ({summary['caption_set']['size']} pairs, "
             f"{summary['source']}/{summary['split']})",
             "evaluation key": summary["evaluation_key"],
@@ -87,9 +104,10 @@ def render_html(summary: dict, *, grid_png: bytes | None, grid_rows: list[str], 
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}} code{{font-size:.9em}}</style></head>
 <body><h1>Evaluation report</h1>
-<h2>Metrics</h2><table><tr><th></th>{header}</tr>{metric_rows}</table>
+<h2>Metrics</h2><table><tr><th></th>{header}<th>vs the paper</th></tr>{metric_rows}</table>
 <p>"real" scores the real images of the caption set: FID/KID of that subset against the whole split,
-and the ceiling of R-precision and caption accuracy.</p>
+and the ceiling of R-precision and caption accuracy. With several runs a score is the mean &plusmn; the
+standard deviation over runs (the real set is scored once). The paper: {html.escape(summary["paper"]["reference"])}.</p>
 <h2>Provenance</h2><table>{provenance_rows}</table>
 {grid}
 </body></html>
