@@ -100,7 +100,6 @@ def paper_labels(metrics: list[str], *, runs: int, **facts) -> dict:
             + (f"; mean of {runs} runs" if runs > 1 else "; one run"),
         }
     labels = {
-        metric: fid if metric == "fid" else {"comparable": False, "why": NOT_IN_PAPER[metric]}
-        for metric in metrics
+        metric: fid if metric == "fid" else {"comparable": False, "why": NOT_IN_PAPER[metric]} for metric in metrics
     }
     return {"protocol": facts["protocol"], "reference": PAPER_REFERENCE, "metrics": labels}
