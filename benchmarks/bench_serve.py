@@ -390,7 +390,8 @@ def report(table: dict, extra: dict) -> None:
             row = table[name]
             print(f"{name + ' (batch)':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
     row = table[f"bare hit {BATCH} plain"]
-    print(f"{f'bare hit {BATCH}, torch own math':34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
+    label = f"bare hit {BATCH}, torch's own math"
+    print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['images_per_s']:9.1f}")
     for kind in ("miss", "hit"):
         for protocol in PROTOCOLS:
             for clients in CLIENTS:

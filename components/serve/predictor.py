@@ -6,9 +6,10 @@ makes its arithmetic batch-invariant and checks that it is, and only then sets `
 readiness probe passes once requests can be served. Every torch call of the server, from loading
 on, runs on one thread, the generator thread: a second thread that runs torch gets an OpenMP
 team of its own, and two teams fight over the cores (measured on 2 cores with 2 intra-op threads:
-a batch-1 generator call 7.2 ms from a second thread against 2.1 ms when one thread does all). Requests are validated in `preprocess`,
-turned into one job per image and handed to the micro-batcher, whose generator thread renders
-jobs of concurrent requests together and encodes their PNGs (rendering.py).
+a batch-1 generator call 7.2 ms from a second thread against 2.1 ms when one thread does all).
+Requests are validated in `preprocess`, turned into one job per image and handed to the
+micro-batcher, whose generator thread renders jobs of concurrent requests together and encodes
+their PNGs (rendering.py).
 """
 
 from __future__ import annotations
