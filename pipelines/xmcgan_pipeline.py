@@ -85,7 +85,9 @@ def xmcgan_pipeline(
     damsm: dict = {},  # noqa: B006 - components.pretrain DAMSMConfig fields over the authors' defaults
     stream: dict = {},  # noqa: B006 - STREAMConfig fields
     # evaluation and the gate
-    eval_samples: int = 200,
+    eval_protocol: str = "demo",  # "paper": 30,000 COCO-2014 val samples, mean of 3 runs (evaluate/protocol.py)
+    eval_samples: int = 0,  # 0: the protocol's (demo 200, paper 30,000)
+    eval_runs: int = 0,  # 0: the protocol's (demo 1, paper 3)
     rprecision_candidates: int = 100,
     rprecision_repeats: int = 10,
     demo_shapes: bool = False,
@@ -182,7 +184,9 @@ def xmcgan_pipeline(
         model=trained.outputs["model"],
         dataset=checked.outputs["dataset"],
         source=train_source,
+        protocol=eval_protocol,
         num_samples=eval_samples,
+        runs=eval_runs,
         rprecision_candidates=rprecision_candidates,
         rprecision_repeats=rprecision_repeats,
         demo_shapes=demo_shapes,

@@ -208,3 +208,16 @@ def test_submit_sends_the_compiled_pipeline_with_its_arguments(tmp_path):
     assert run_id == "run-1" and request.display_name == "nightly"
     assert request.runtime_config.parameters == {"gpus": 8, "preset": "xmcgan-128"}
     assert json.dumps(request.pipeline_spec).count("comp-train") >= 1
+
+
+def test_the_evaluation_protocol_is_a_pipeline_parameter_reaching_the_evaluate_step(compiled):
+    """`eval_protocol=paper` on a cluster run scores by the paper's protocol; 0 samples or runs take the protocol's."""
+    parameters = compiled["root"]["inputDefinitions"]["parameters"]
+    assert parameters["eval_protocol"]["defaultValue"] == "demo"
+    assert parameters["eval_samples"]["defaultValue"] == parameters["eval_runs"]["defaultValue"] == 0
+    task = compiled["root"]["dag"]["tasks"]["evaluate"]["inputs"]["parameters"]
+    assert {task[name]["componentInputParameter"] for name in ("protocol", "num_samples", "runs")} == {
+        "eval_protocol",
+        "eval_samples",
+        "eval_runs",
+    }

@@ -11,7 +11,9 @@ def evaluate(
     model: Input[Model],
     dataset: Input[Dataset],
     source: str,
+    protocol: str,
     num_samples: int,
+    runs: int,
     rprecision_candidates: int,
     rprecision_repeats: int,
     demo_shapes: bool,
@@ -24,8 +26,9 @@ def evaluate(
     damsm_rprecision: bool = False,
     damsm: dict = {},  # noqa: B006 - kfp parameter defaults are literals
 ):
-    """evaluation.json, report.html, samples.png and caption_set.json; real-image features and the
-    R-precision dual encoder are cached under cache_root (per data version) and reused. With
+    """evaluation.json, report.html, samples.png and caption_set.json, by the named `protocol` ("demo",
+    "paper": components/evaluate/protocol.py; num_samples and runs 0 take the protocol's). Real-image
+    features and the R-precision dual encoder are cached under cache_root (per data version) and reused. With
     damsm_rprecision, the MirrorGAN paper's DAMSM R-precision is reported too (never gated), by the
     DAMSM the pretrain step trains with the same `damsm` settings (the same cache)."""
     import shutil
@@ -37,7 +40,9 @@ def evaluate(
 
     config = EvalConfig(
         source=source,
-        num_samples=num_samples,
+        protocol=protocol,
+        num_samples=num_samples or None,
+        runs=runs or None,
         rprecision_candidates=rprecision_candidates,
         rprecision_repeats=rprecision_repeats,
         seed=seed,
