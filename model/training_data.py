@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import embeddings_dir, embeddings_root, read_parquet_dir, records_dir
+from .data import embeddings_dir, embeddings_root, records_dir
 
 ARRAY_FILES = ("images.npy", "caption_offsets.npy", "tokens.npy", "masks.npy", "sentences.npy")
+EMBEDDING_COLUMNS = ["caption", "token_embeddings", "attention_mask", "sentence_embedding"]
 
 
 @dataclass(frozen=True)
@@ -124,34 +125,31 @@ def prepare_arrays(
         return folder
 
     encoder = json.loads((Path(embeddings_root(data_root, encoder_name, max_length)) / "encoder.json").read_text())
-    records, embeddings = [], []
-    for source in sources:
-        records.append(
-            read_parquet_dir(records_dir(data_root, source, split), columns=["image_id", "image", "captions"])
-        )
-        embeddings.append(read_parquet_dir(embeddings_dir(data_root, encoder_name, max_length, source, split)))
-        records[-1] = records[-1].append_column("source", _constant(source, records[-1].num_rows))
-        embeddings[-1] = embeddings[-1].append_column("src", _constant(source, embeddings[-1].num_rows))
+    record_files = {s: _parquet_files(records_dir(data_root, s, split)) for s in sources}
+    embedding_files = {
+        s: _parquet_files(embeddings_dir(data_root, encoder_name, max_length, s, split)) for s in sources
+    }
 
-    rows_of = {}  # (source, image_id) -> [(caption_index, table index, row)]
-    for t, table in enumerate(embeddings):
-        for row, (source, iid, index) in enumerate(
-            zip(*(table[c].to_pylist() for c in ("src", "image_id", "caption_index")), strict=True)
-        ):
-            rows_of.setdefault((source, iid), []).append((index, t, row))
-    keys = [
-        (s, iid)
-        for table in records
-        for s, iid in zip(table["source"].to_pylist(), table["image_id"].to_pylist(), strict=True)
-    ]
-    missing = [k for k in keys if k not in rows_of]
-    if missing:
+    # First the keys alone (no pixels, no vectors): image i is the i-th record, and every embedding row
+    # (in file order) gets its caption's place, grouped by image, ordered by caption index. Pixels and
+    # vectors are then copied one row group at a time: memory holds a group, never a split.
+    keys = [(s, iid) for s in sources for iid in _column(record_files[s], "image_id")]
+    position = {key: i for i, key in enumerate(keys)}
+    embedded = [(s, iid) for s in sources for iid in _column(embedding_files[s], "image_id")]
+    owner = np.array([position.get(key, -1) for key in embedded], np.int64)  # -1: an image not in the records
+    index = np.array([i for s in sources for i in _column(embedding_files[s], "caption_index")], np.int64)
+    per_image = np.bincount(owner[owner >= 0], minlength=len(keys))
+    if missing := [keys[i] for i in np.flatnonzero(per_image == 0)]:
         raise ValueError(
             f"{len(missing)} images of split {split!r} have no caption embeddings (first: {missing[:3]}); "
             f"re-run the embed step for encoder {encoder_name!r}, max length {max_length}"
         )
+    order = np.lexsort((np.arange(len(owner)), index, owner))  # by image, then caption index, then file order
+    order = order[owner[order] >= 0]  # rows of images not in the records are not captions of the split
+    place = np.full(len(owner), -1, np.int64)
+    place[order] = np.arange(len(order))
+    n_captions = len(order)
 
-    n_captions = sum(len(rows_of[k]) for k in keys)
     dim, tmp = int(encoder["dim"]), folder.with_name(folder.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -161,29 +159,31 @@ def prepare_arrays(
         "masks": np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.bool_, (n_captions, max_length)),
         "sentences": np.lib.format.open_memmap(tmp / "sentences.npy", "w+", np.float32, (n_captions, dim)),
     }
-    offsets, captions, i = [0], [], 0
-    for table in records:
-        for source, iid, png in zip(
-            table["source"].to_pylist(), table["image_id"].to_pylist(), table["image"].to_pylist(), strict=True
-        ):
-            image = Image.open(io.BytesIO(png)).convert("RGB")
-            if image.size != (image_size, image_size):
-                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
-            out["images"][i] = np.asarray(image)
-            for _, t, row in sorted(rows_of[(source, iid)]):
-                c = len(captions)
-                table_e = embeddings[t]
-                out["tokens"][c] = np.frombuffer(table_e["token_embeddings"][row].as_py(), np.float16).reshape(
-                    max_length, dim
-                )
-                out["masks"][c] = np.frombuffer(table_e["attention_mask"][row].as_py(), np.uint8).astype(bool)
-                out["sentences"][c] = np.frombuffer(table_e["sentence_embedding"][row].as_py(), np.float32)
-                captions.append(table_e["caption"][row].as_py())
-            offsets.append(len(captions))
-            i += 1
-            if progress:
-                progress(1)
-    np.save(tmp / "caption_offsets.npy", np.asarray(offsets, np.int64))
+    i = 0
+    for source in sources:
+        for group in _row_groups(record_files[source], ["image"]):
+            for png in group["image"].to_pylist():
+                image = Image.open(io.BytesIO(png)).convert("RGB")
+                if image.size != (image_size, image_size):
+                    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
+                out["images"][i] = np.asarray(image)
+                i += 1
+                if progress:
+                    progress(1)
+    captions, row = [""] * n_captions, 0
+    for source in sources:
+        for group in _row_groups(embedding_files[source], EMBEDDING_COLUMNS):
+            places = place[row : row + group.num_rows]
+            row += group.num_rows
+            kept, at = places >= 0, places[places >= 0]
+            out["tokens"][at] = _binary(group["token_embeddings"], np.float16).reshape(-1, max_length, dim)[kept]
+            out["masks"][at] = _binary(group["attention_mask"], np.uint8).reshape(-1, max_length)[kept].astype(bool)
+            out["sentences"][at] = _binary(group["sentence_embedding"], np.float32).reshape(-1, dim)[kept]
+            for c, text in zip(places.tolist(), group["caption"].to_pylist(), strict=True):
+                if c >= 0:
+                    captions[c] = text
+    offsets = np.concatenate([[0], np.cumsum(per_image)])
+    np.save(tmp / "caption_offsets.npy", offsets.astype(np.int64))
     for array in out.values():
         array.flush()
     (tmp / "meta.json").write_text(json.dumps({"captions": captions, "encoder": encoder, "sources": sources}))
@@ -192,10 +192,32 @@ def prepare_arrays(
     return folder
 
 
-def _constant(value: str, length: int):
-    import pyarrow as pa
+def _binary(column, dtype) -> np.ndarray:
+    """A binary column of equal-length values as one flat array (the rows' bytes, concatenated)."""
+    return np.frombuffer(b"".join(column.to_pylist()), dtype)
 
-    return pa.array([value] * length, pa.string())
+
+def _parquet_files(folder: str) -> list[Path]:
+    """A table's part-*.parquet files in file-name order (read_parquet_dir's order)."""
+    files = sorted(Path(folder).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet files in {folder}")
+    return files
+
+
+def _row_groups(files: list[Path], columns: list[str]) -> Iterator:
+    """The files' rows, one Parquet row group (128-256 rows, as ingest and embed write them) at a time."""
+    import pyarrow.parquet as pq
+
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            yield parquet.read_row_group(group, columns=columns)
+
+
+def _column(files: list[Path], name: str) -> list:
+    """One column of the files as a list (keys only: small beside the pixels and vectors)."""
+    return [value for group in _row_groups(files, [name]) for value in group[name].to_pylist()]
 
 
 class PositionStream(torch.utils.data.Dataset):
