@@ -67,7 +67,7 @@ from components.serve.loading import resolve_model_source
 from components.serve.rendering import batch_invariant_math, encode_png
 from model.config import DEMO_PRESET, preset
 from model.generator import Generator
-from model.sampling import TextToImage, image_noise, to_uint8
+from model.sampling import TextToImage
 from model.text_encoder import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,6 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 class Bare:
     def __init__(self, pipeline: TextToImage):
         self.pipeline = pipeline
-        self.z_dim = pipeline.generator.config.z_dim
         self.size = pipeline.image_size
         self.hot = pipeline.text_encoder(HOT[:BATCH])
 
@@ -115,8 +114,7 @@ class Bare:
     def once(self, prompts: list[str] | None, seeds: range) -> None:
         """One forward: encode `prompts` (None: the precomputed hot embeddings), generate, uint8, PNGs."""
         text = self.pipeline.text_encoder(prompts) if prompts else self.hot[: len(seeds)]
-        z = torch.stack([image_noise(seed=s, index=0, z_dim=self.z_dim) for s in seeds])
-        for pixels in to_uint8(self.pipeline.generate(text, z)):
+        for pixels in self.pipeline.images(text, [(seed, 0) for seed in seeds]):
             encode_png(pixels, self.size)
 
     def run(self, *, batch: int, miss: bool, iterations: int, tag: str):

@@ -22,6 +22,7 @@ want throughput and bring their own embeddings and noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,14 @@ class TextToImage:
         return self.generator(z.to(self.device), text.to(self.device))
 
     @torch.no_grad()
+    def images(self, text: TextEmbedding, noise_keys: Sequence[tuple[int, int]]) -> np.ndarray:
+        """uint8 (n, H, W, 3): image i from text row i and the noise of noise_keys[i] = (seed, index),
+        as one batch. Sampling, the evaluation and the server all make images through here."""
+        z_dim = self.generator.config.z_dim
+        z = torch.stack([image_noise(seed=seed, index=index, z_dim=z_dim) for seed, index in noise_keys])
+        return to_uint8(self.generate(text, z))
+
+    @torch.no_grad()
     def __call__(self, prompts: list[str], *, seed: int, images_per_prompt: int = 1) -> np.ndarray:
         """uint8 (len(prompts) * images_per_prompt, H, W, 3): prompt-major, image k of prompt p at
         p * images_per_prompt + k."""
@@ -128,11 +137,9 @@ class TextToImage:
             raise ValueError("prompts must be a list of non-empty strings")
         if not (isinstance(images_per_prompt, int) and images_per_prompt >= 1):
             raise ValueError(f"images_per_prompt must be a positive integer, got {images_per_prompt!r}")
-        z_dim = self.generator.config.z_dim
-        noise = [image_noise(seed=seed, index=k, z_dim=z_dim) for k in range(images_per_prompt)]
         images = []
         for prompt in prompts:  # one at a time: batch composition must not change a pixel
             text = self.text_encoder([prompt])
-            images += [to_uint8(self.generate(text, z[None]))[0] for z in noise]
+            images += [self.images(text, [(seed, k)])[0] for k in range(images_per_prompt)]
         size = self.image_size
         return np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)

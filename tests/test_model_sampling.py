@@ -46,6 +46,9 @@ def test_same_prompt_seed_and_index_give_the_same_image_whatever_the_batch(pipel
     assert np.array_equal(mixed[3:5], alone)  # prompt 1's first two images
     assert not np.array_equal(mixed[3], mixed[4])  # different index, different noise
     assert not np.array_equal(pipeline(["a blue square"], seed=4)[0], alone[0])  # different seed
+    # the one path from embeddings and noise keys to pixels, which evaluation and serving call too
+    keyed = pipeline.images(pipeline.text_encoder(["a blue square"] * 2), [(3, 0), (3, 1)])
+    assert np.array_equal(keyed, alone)
 
 
 def test_noise_streams_are_independent_of_each_other():

@@ -45,15 +45,13 @@ METRIC_KEYS = ("fid", "kid_mean", "kid_std", "r_precision", "r_precision_std", "
 
 def generator_from_pipeline(pipeline, *, batch_size: int = 32) -> Generate:
     """generate(captions, seed): image i drawn from noise (seed, i), captions encoded and generated in batches."""
-    from model.sampling import image_noise, to_uint8
 
     def generate(captions: list[str], seed: int) -> np.ndarray:
-        z_dim = pipeline.generator.config.z_dim
         out = []
         for start in range(0, len(captions), batch_size):
             chunk = list(captions[start : start + batch_size])
-            z = torch.stack([image_noise(seed=seed, index=start + i, z_dim=z_dim) for i in range(len(chunk))])
-            out.append(to_uint8(pipeline.generate(pipeline.text_encoder(chunk), z)))
+            keys = [(seed, start + i) for i in range(len(chunk))]
+            out.append(pipeline.images(pipeline.text_encoder(chunk), keys))
         return np.concatenate(out)
 
     return generate

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from model.sampling import TextToImage, image_noise, to_uint8
+from model.sampling import TextToImage, image_noise
 from model.text_encoder import TextEmbedding
 
 from .batching import ImageJob
@@ -100,7 +100,6 @@ class Renderer:
     def __init__(self, pipeline: TextToImage, invariance: Invariance, *, cache_entries: int, cache_bytes: int):
         self.pipeline = pipeline
         self.invariance = invariance
-        self.z_dim = pipeline.generator.config.z_dim
         self.embeddings = PromptEmbeddings(self._encode, max_entries=cache_entries, max_bytes=cache_bytes)
 
     def _encode(self, prompts: list[str]) -> list[TextEmbedding]:
@@ -114,14 +113,12 @@ class Renderer:
         start = time.perf_counter()
         rows = self.embeddings.lookup([job.prompt for job in jobs])
         text = stack_rows([rows[job.prompt] for job in jobs])
-        z = torch.stack([image_noise(seed=job.seed, index=job.index, z_dim=self.z_dim) for job in jobs])
+        keys = [(job.seed, job.index) for job in jobs]
         encoded = time.perf_counter()
         if self.invariance.generator:
-            images = to_uint8(self.pipeline.generate(text, z))
+            images = self.pipeline.images(text, keys)
         else:
-            images = np.concatenate(
-                [to_uint8(self.pipeline.generate(text[i : i + 1], z[i : i + 1])) for i in range(len(z))]
-            )
+            images = np.concatenate([self.pipeline.images(text[i : i + 1], keys[i : i + 1]) for i in range(len(keys))])
         STAGE_SECONDS.labels("text").observe(encoded - start)
         STAGE_SECONDS.labels("generate").observe(time.perf_counter() - encoded)
         return images
