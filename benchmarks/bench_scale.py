@@ -187,6 +187,9 @@ def measure(command: list[str], *, log_dir: Path, name: str) -> dict:
         raise SystemExit(f"{name} failed (exit {child.returncode}): {' '.join(command)}\n{tail}")
     return {
         "wall_s": wall,
+        # CPU seconds of the child and its waited-for descendants: on a shared machine, what the work cost
+        # (wall time also holds the waits for the other users' processes)
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mib": max(peak_rss, usage.ru_maxrss) / 1024,  # ru_maxrss: KiB on Linux
         "peak_anon_mib": peak_anon / 1024,
         "attempts": attempt,
@@ -285,6 +288,7 @@ def measure_size(size: int, args, stages: list[str], done: list[dict]) -> list[d
             "items": items_of(stage, result["summary"]),
             "unit": unit,
             "wall_s": round(result["wall_s"], 2),
+            "cpu_s": round(result["cpu_s"], 2),
             "peak_rss_mib": round(result["peak_rss_mib"], 1),
             "peak_anon_mib": round(result["peak_anon_mib"], 1),
             "load_1min": round(os.getloadavg()[0], 2),
@@ -311,85 +315,87 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def extrapolate(rows: list[dict], stages: list[str]) -> list[dict]:
-    """Per stage: fixed cost and cost per 1k items (wall, anonymous memory), and the fit at each target."""
+    """Per stage: fixed cost and cost per 1k items (wall, CPU, anonymous memory) of a line through its sizes,
+    how far from linear the cost per item is, and the line at each target dataset."""
     fits = []
     for stage in stages:
         mine = sorted((r for r in rows if r["stage"] == stage and "skipped" not in r), key=lambda r: r["items"])
         if len({r["items"] for r in mine}) < 2:
             continue
-        smallest, largest = mine[0], mine[-1]
-        wall_a, wall_b = fit([(r["items"], r["wall_s"]) for r in mine])
-        anon_a, anon_b = fit([(r["items"], r["peak_anon_mib"]) for r in mine])
-        spec = next(s for s in STAGES if s.name == stage)
+        line = {key: fit([(r["items"], r[key]) for r in mine]) for key in ("wall_s", "cpu_s", "peak_anon_mib")}
+        spec = SPECS[stage]
         entry = {
             "stage": stage,
             "unit": spec.unit,
-            "fixed_s": round(wall_a, 1),
-            "s_per_1k": round(wall_b * 1000, 2),
-            "anon_fixed_mib": round(anon_a, 1),
-            "anon_mib_per_1k": round(anon_b * 1000, 2),
-            # per-item cost at the largest size over that at the smallest: 1 is linear, below 1 the fixed
-            # cost amortising, above 1 worse than linear
-            "per_item_ratio": round(
-                (largest["wall_s"] / largest["items"]) / (smallest["wall_s"] / smallest["items"]), 3
-            ),
+            **{f"fixed_{key}": round(a, 1) for key, (a, _) in line.items()},
+            **{f"{key}_per_1k": round(1000 * b, 2) for key, (_, b) in line.items()},
+            # cost per item at the largest size over that at the smallest: 1 is linear, below 1 the fixed cost
+            # amortising, above 1 worse than linear
+            **{f"per_item_ratio_{key}": per_item_ratio(mine, key) for key in ("wall_s", "cpu_s")},
             # the same for the part that grows: (t3 - t2) / (n3 - n2) over (t2 - t1) / (n2 - n1)
-            "marginal_ratio": marginal_ratio(mine),
-            "memory_ratio": round(largest["peak_anon_mib"] / smallest["peak_anon_mib"], 2),
+            "marginal_ratio_cpu_s": marginal_ratio(mine, "cpu_s"),
         }
         for target in spec.targets:
             label, counts = TARGETS[target]
             n = counts[spec.unit]
-            entry[label] = {"items": n, "wall_h": round((wall_a + wall_b * n) / 3600, 2),
-                            "anon_gib": round((anon_a + anon_b * n) / 1024, 2)}  # fmt: skip
+            at = {key: a + b * n for key, (a, b) in line.items()}
+            entry[label] = {"items": n, "wall_h": round(at["wall_s"] / 3600, 2), "cpu_h": round(at["cpu_s"] / 3600, 2),
+                            "anon_gib": round(at["peak_anon_mib"] / 1024, 2)}  # fmt: skip
         fits.append(entry)
     return fits
 
 
-def marginal_ratio(rows: list[dict]) -> float | None:
+def per_item_ratio(rows: list[dict], key: str) -> float:
+    smallest, largest = rows[0], rows[-1]
+    return round((largest[key] / largest["items"]) / (smallest[key] / smallest["items"]), 3)
+
+
+def marginal_ratio(rows: list[dict], key: str) -> float | None:
     if len(rows) < 3:
         return None
-    (n1, t1), (n2, t2), (n3, t3) = [(r["items"], r["wall_s"]) for r in (rows[0], rows[-2], rows[-1])]
+    (n1, t1), (n2, t2), (n3, t3) = [(r["items"], r[key]) for r in (rows[0], rows[-2], rows[-1])]
     if n2 == n1 or n3 == n2 or t2 <= t1:
         return None
     return round(((t3 - t2) / (n3 - n2)) / ((t2 - t1) / (n2 - n1)), 3)
 
 
 def markdown(rows: list[dict], fits: list[dict]) -> str:
-    ratios = {f["stage"]: f["per_item_ratio"] for f in fits}
-    measured = [r for r in rows if "skipped" not in r]
-    largest = {f["stage"]: max(r["size"] for r in measured if r["stage"] == f["stage"]) for f in fits}
     lines = [
-        "| stage | images | items | wall s | s / 1k items | peak RSS MiB | peak anon MiB | load "
-        "| per-item cost, largest / smallest |",
+        "| stage | images | items | wall s | CPU s | CPU s / 1k items | peak RSS MiB | peak anon MiB | load, 1 min |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['stage']} | {r['size']:,} | skipped: {r['skipped']} | | | | | | |")
             continue
-        ratio = ratios.get(r["stage"]) if r["size"] == largest.get(r["stage"]) else None
         lines.append(
-            f"| {r['stage']} | {r['size']:,} | {r['items']:,} {r['unit']} | {r['wall_s']:.1f} | "
-            f"{1000 * r['wall_s'] / r['items']:.2f} | {r['peak_rss_mib']:.0f} | {r['peak_anon_mib']:.0f} | "
-            f"{r['load_1min']:.1f} | {'' if ratio is None else f'{ratio:.2f}'} |"
+            f"| {r['stage']} | {r['size']:,} | {r['items']:,} {r['unit']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+            f"{1000 * r['cpu_s'] / r['items']:.2f} | {r['peak_rss_mib']:.0f} | {r['peak_anon_mib']:.0f} | "
+            f"{r['load_1min']:.1f} |"
         )
     if fits:
         lines += [
             "",
-            "| stage (fit: a + b x) | fixed s | s / 1k items | MiB / 1k items | marginal ratio | "
-            "COCO-2014: h, GiB | LN-Open Images: h, GiB |",
+            "| stage (line a + b x) | fixed: wall s, CPU s | per 1k items: wall s, CPU s, anon MiB | "
+            "cost per item, largest / smallest size: CPU (wall) | marginal CPU ratio | "
+            "COCO-2014: wall h (CPU h), anon GiB | LN-Open Images: wall h (CPU h), anon GiB |",
             "|---|---|---|---|---|---|---|",
         ]
         for f in fits:
             cells = []
             for label in ("COCO-2014", "LN-Open Images"):
                 e = f.get(label)
-                cells.append(f"{e['items']:,} {f['unit']}: {e['wall_h']:.2f} h, {e['anon_gib']:.1f} GiB" if e else "-")
-            marginal = "" if f["marginal_ratio"] is None else f"{f['marginal_ratio']:.2f}"
+                cells.append(
+                    f"{e['items']:,} {f['unit']}: {e['wall_h']:.2f} h ({e['cpu_h']:.2f}), {e['anon_gib']:.1f} GiB"
+                    if e
+                    else "-"
+                )
+            marginal = "" if f["marginal_ratio_cpu_s"] is None else f"{f['marginal_ratio_cpu_s']:.2f}"
             lines.append(
-                f"| {f['stage']} | {f['fixed_s']:.1f} | {f['s_per_1k']:.2f} | {f['anon_mib_per_1k']:.1f} | "
-                f"{marginal} | {cells[0]} | {cells[1]} |"
+                f"| {f['stage']} | {f['fixed_wall_s']:.0f}, {f['fixed_cpu_s']:.0f} | "
+                f"{f['wall_s_per_1k']:.1f}, {f['cpu_s_per_1k']:.1f}, {f['peak_anon_mib_per_1k']:.1f} | "
+                f"{f['per_item_ratio_cpu_s']:.2f} ({f['per_item_ratio_wall_s']:.2f}) | {marginal} | "
+                f"{cells[0]} | {cells[1]} |"
             )
     return "\n".join(lines)
 

@@ -23,12 +23,12 @@ def test_bench_scale_measures_every_stage_at_every_size(tmp_path, tiny_encoder):
     rows = data["rows"]
     assert sorted((r["stage"], r["size"]) for r in rows) == sorted((s, n) for s in STAGES for n in SIZES)
     for r in rows:
-        assert r["wall_s"] > 0 and r["peak_rss_mib"] > 0 and r["peak_anon_mib"] > 0, r
+        assert r["wall_s"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mib"] > 0 and r["peak_anon_mib"] > 0, r
         # what each stage processed: every train image (+ the val split's N/10, at least 1), 5 captions each
         images = r["size"] + (max(1, r["size"] // 10) if r["stage"].startswith(("ingest", "embed")) else 0)
         assert r["items"] == (5 * images if r["unit"] == "captions" else images), r
     assert [f["stage"] for f in data["fits"]] == list(STAGES)
-    assert all(f["per_item_ratio"] > 0 and "COCO-2014" in f for f in data["fits"])
+    assert all(f["per_item_ratio_cpu_s"] > 0 and f["COCO-2014"]["cpu_h"] > 0 for f in data["fits"])
     # the printed table: a row per stage and size, a fit row per stage, and the load average
     for stage in STAGES:
         assert sum(line.startswith(f"| {stage} |") for line in result.stdout.splitlines()) == len(SIZES) + 1
