@@ -10,6 +10,10 @@ Correct on any runner, whatever it does with bundles:
 - Files are a pure function of the data: rows go to a shard by a stable hash of their sort key and are
   sorted within it, and the number of shards of a folder follows its size (`shard_bytes`), so the same
   input gives byte-identical files and no worker ever holds more than about one shard.
+- Rows do not travel through the runner to their shard: each is appended to a spill file of its bundle
+  under the staging folder where it is made, and only a reference (file, offset, length, sort key, size)
+  is grouped; a shard's writer reads its rows back. A local runner keeps every PCollection that crosses a
+  stage in memory, so grouping the rows themselves held the whole output there (about 8 copies of it).
 - After the pipeline has finished, `publish` moves the staged outputs into place, each folder by one
   rename, and the step's completion marker (its counts or encoder.json) last: a step killed at any point
   leaves its previous outputs or none, never a half-written set under the final names.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import posixpath
 import shutil
 import uuid
@@ -33,6 +38,7 @@ from collections.abc import Callable, Iterable
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -119,11 +125,21 @@ def select(outcomes, kind: str, label: str):
     return outcomes | label >> beam.FlatMap(lambda item, kind=kind: [item[1]] if item[0] == kind else [])
 
 
+def select_all(outcomes: list, kind: str, label: str):
+    """`kind` from each of several steps' outputs, then flattened: selected first, so that the records of a step
+    never enter a Flatten (a local runner buffers a Flatten's inputs whole, records included)."""
+    parts = [select(o, kind, f"{label} {i}") for i, o in enumerate(outcomes)]
+    return parts | label >> beam.Flatten()
+
+
 # ---------------------------------------------------------------------------------------------
 # Staged writers.
 
 ATTEMPT, INPROGRESS = ".attempt-", ".inprogress"
 COUNTS_FILE = "_counts.jsonl"  # in the staging folder: the step's counts, read by its launcher
+SPILL_DIR = "_spill"  # in the staging folder: rows waiting for their shard's writer (removed by `settle`)
+SPILL_FILE_BYTES = 256 << 20  # a bundle's spill file is closed and a new one begun past this size
+RAW = CompressionTypes.UNCOMPRESSED
 
 
 def shard_name(folder: str, shard: int, shards: int, suffix: str) -> str:
@@ -189,10 +205,69 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema, rows_per_group: int) -> b
     return sink.getvalue().to_pybytes()
 
 
+class _SpillRows(beam.DoFn):
+    """(folder, row) -> (folder, (spill file, offset, length, sort key, row bytes)). The row is appended,
+    pickled, to this bundle's spill file under `spill_dir` (a new one past SPILL_FILE_BYTES); its file is
+    complete when the bundle finishes, before anything downstream of a grouping reads it. A retried or
+    duplicated bundle writes its own files: only the references of the bundle the runner keeps are read."""
+
+    def __init__(self, spill_dir: str, sort_key: Callable):
+        self.spill_dir, self.sort_key = spill_dir, sort_key
+
+    def start_bundle(self):
+        self.stream, self.path, self.written = None, None, 0
+
+    def _close(self):
+        if self.stream is not None:
+            self.stream.close()
+        self.stream, self.path, self.written = None, None, 0
+
+    def process(self, keyed):
+        folder, row = keyed
+        data = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.stream is not None and self.written + len(data) > SPILL_FILE_BYTES:
+            self._close()
+        if self.stream is None:
+            self.path = posixpath.join(self.spill_dir, f"{uuid.uuid4().hex}.rows")
+            self.stream = FileSystems.create(self.path, compression_type=RAW)  # creates missing local folders
+        offset = self.written
+        self.stream.write(data)
+        self.written += len(data)
+        yield folder, (self.path, offset, len(data), self.sort_key(row), sum(value_bytes(v) for v in row.values()))
+
+    def finish_bundle(self):
+        self._close()  # nothing is emitted here: the Dask runner drops finish_bundle's outputs
+
+    def teardown(self):
+        if getattr(self, "stream", None) is not None:  # a failed bundle: its file is never referenced
+            self.stream.close()
+
+
+def read_spilled(refs: list) -> list:
+    """The rows of (spill file, offset, length, ...) references, read file by file in offset order; returned in
+    the order of `refs`."""
+    rows: list = [None] * len(refs)
+    by_file: dict[str, list[int]] = {}
+    for i, ref in enumerate(refs):
+        by_file.setdefault(ref[0], []).append(i)
+    for path, indices in by_file.items():
+        indices.sort(key=lambda i: refs[i][1])
+        with FileSystems.open(path, compression_type=RAW) as stream:
+            position = 0
+            for i in indices:
+                _, offset, length = refs[i][:3]
+                if offset != position:
+                    stream.seek(offset)
+                rows[i] = pickle.loads(stream.read(length))
+                position = offset + length
+    return rows
+
+
 class WriteParquetShards(beam.PTransform):
     """Row dicts -> <staging>/<folder_of(row)>/part-SSSSS-of-NNNNN.parquet. A folder gets as many shards as its
     rows' bytes need at `shard_bytes` each; a row's shard is a stable hash of its sort key, rows are sorted
-    within a shard, and every shard is written, empty or not."""
+    within a shard, and every shard is written, empty or not. Rows wait in spill files under
+    <staging>/_spill (see the module's docstring): a worker holds at most one shard's rows."""
 
     def __init__(
         self, *, staging: str, folder_of: Callable, schema: pa.Schema, sort_key: Callable, shard_bytes: int,
@@ -205,27 +280,31 @@ class WriteParquetShards(beam.PTransform):
     def expand(self, rows):
         folder_of, sort_key, shard_bytes = self.folder_of, self.sort_key, self.shard_bytes
         schema, rows_per_group = self.schema, self.rows_per_group
-        keyed = rows | "Key by folder" >> beam.Map(lambda row: (folder_of(row), row))
+        spilled = (
+            rows
+            | "Key by folder" >> beam.Map(lambda row: (folder_of(row), row))
+            | "Spill rows" >> beam.ParDo(_SpillRows(posixpath.join(self.staging, SPILL_DIR), sort_key))
+        )
         shard_counts = (
-            keyed
-            | "Row bytes" >> beam.MapTuple(lambda folder, row: (folder, sum(value_bytes(v) for v in row.values())))
+            spilled
+            | "Row bytes" >> beam.MapTuple(lambda folder, ref: (folder, ref[4]))
             | "Folder bytes" >> beam.CombinePerKey(sum)
             | "Shards per folder" >> beam.MapTuple(lambda folder, total: (folder, shards_for(total, shard_bytes)))
         )
 
-        def path_of(folder: str, row: dict, shards: dict) -> str:
+        def path_of(folder: str, ref: tuple, shards: dict) -> str:
             n = shards[folder]
-            return shard_name(folder, stable_shard(sort_key(row), n), n, ".parquet")
+            return shard_name(folder, stable_shard(ref[3], n), n, ".parquet")
 
-        placed = keyed | "Place in shard" >> beam.Map(
+        placed = spilled | "Place in shard" >> beam.Map(
             lambda kv, shards: (path_of(kv[0], kv[1], shards), kv[1]), shards=beam.pvalue.AsDict(shard_counts)
         )
         every_shard = shard_counts | "Every shard" >> beam.FlatMapTuple(
             lambda folder, n: [(shard_name(folder, s, n, ".parquet"), None) for s in range(n)]
         )
 
-        def render(path: str, shard_rows: list) -> bytes:
-            return parquet_bytes(sorted(shard_rows, key=sort_key), schema, rows_per_group)
+        def render(path: str, refs: list) -> bytes:
+            return parquet_bytes(sorted(read_spilled(refs), key=sort_key), schema, rows_per_group)
 
         return (
             (placed, every_shard)
@@ -295,7 +374,8 @@ def staged_files(staging: str) -> list[str]:
 
 def settle(staging: str) -> dict[str, int]:
     """Give each staged file its final name: one complete attempt per name is kept (all are byte-identical),
-    other attempts and incomplete ones are deleted. Returns {name: attempts found} for the record."""
+    other attempts, incomplete ones and the spilled rows are deleted. Returns {name: attempts found} for the record."""
+    remove([posixpath.join(staging, SPILL_DIR)])  # rows already in their shards
     attempts: dict[str, list[str]] = {}
     doomed = []
     for relative in staged_files(staging):

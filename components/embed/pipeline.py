@@ -36,6 +36,7 @@ from components.beam_io import (
     publish,
     read_counts,
     select,
+    select_all,
     settle,
     shards_for,
     stable_shard,
@@ -164,9 +165,8 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, s
                 rows_per_group=ROWS_PER_ROW_GROUP,
             )
         )
-        outcomes.append((captions, rows) | f"Outcomes L{max_length}" >> beam.Flatten())
-    everything = outcomes | "All outcomes" >> beam.Flatten()
-    counts = select(everything, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
+        outcomes.extend([captions, rows])
+    counts = select_all(outcomes, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
     join_sinks([*sinks, counts])
 
 

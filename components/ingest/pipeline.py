@@ -41,6 +41,7 @@ from components.beam_io import (
     publish,
     read_counts,
     select,
+    select_all,
     settle,
     write_bytes,
     write_empty_parquet,
@@ -286,7 +287,6 @@ def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationF
         | "Process images" >> beam.ParDo(ProcessImage(config.image_settings))
     )
     outcomes.append(processed)
-    everything = outcomes | "All outcomes" >> beam.Flatten()
     records = select(processed, RECORD, "Records") | "Write records" >> WriteParquetShards(
         staging=staging,
         folder_of=relative_records_dir,
@@ -295,14 +295,14 @@ def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationF
         shard_bytes=config.shard_bytes,
         rows_per_group=ROWS_PER_ROW_GROUP,
     )
-    dead = select(everything, DEAD, "Dead letters") | "Write dead letters" >> WriteFiles(
+    dead = select_all(outcomes, DEAD, "Dead letters") | "Write dead letters" >> WriteFiles(
         staging=staging,
         path_of=relative_dead_letter_file,
         render=lambda _, letters: json_lines(
             letters, sort_key=lambda d: (d.split, d.location, d.stage, d.reason), to_json=lambda d: d.to_json()
         ),
     )
-    counts = select(everything, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
+    counts = select_all(outcomes, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
     join_sinks([records, dead, counts])
 
 
