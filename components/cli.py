@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 from pathlib import Path
 
 import yaml
 
-MISSING = dataclasses.MISSING
+from model.settings import MISSING, default_of, help_of, is_option
 
 
 def _yaml_value(text: str):
@@ -46,26 +47,63 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, helps: dict[str, str]) -> None:
-    """One `--field-name` option per dataclass field; fields without a default are required."""
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One `--field-name` option per dataclass field, with the field's help; fields without a default are required."""
     for field in dataclasses.fields(config_class):
-        if not field.metadata.get("option", True):  # filled in by the program, never set by hand
+        if not is_option(field):  # filled in by the program, never set by hand
             continue
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default if field.default is not MISSING else (
-            field.default_factory() if field.default_factory is not MISSING else MISSING
-        )  # fmt: skip
-        help_text = helps.get(field.name, "")
-        if default is MISSING or default is None:  # required, or "not set" (the help says what then)
-            parser.add_argument(flag, dest=field.name, type=_argument_type(field.type), default=None, help=help_text)
-        else:
-            parser.add_argument(
-                flag,
-                dest=field.name,
-                type=_argument_type(field.type),
-                default=None,
-                help=f"{help_text} (default: {default})",
-            )
+        default = default_of(field)
+        shown = "" if default is MISSING or default is None else f" (default: {default})"
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            type=_argument_type(field.type),
+            default=None,  # None: not given, so params.yaml's value (or the default) holds
+            help=help_of(field) + shown,
+        )
+
+
+def config_parser(*, doc: str, prog: str, config_class: type, section: str) -> argparse.ArgumentParser:
+    """The command line of a step: `--params` (a params.yaml), `--print-params`, and one option per
+    field of its config; the step adds its own options before `parse_config`."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc.split(":", 1)[1].strip(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--params", type=Path, help=f"a params.yaml whose `{section}` section gives defaults")
+    parser.add_argument(
+        "--print-params",
+        action="store_true",
+        help=f"print a `{section}` section of params.yaml with every option's default and help, and exit",
+    )
+    add_config_arguments(parser, config_class)
+    parser.set_defaults(config_class=config_class, section=section)
+    return parser
+
+
+def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None = None):
+    """The step's validated config (defaults < params.yaml section < command line) and all parsed arguments."""
+    config_class, section = parser.get_default("config_class"), parser.get_default("section")
+    if "--print-params" in (sys.argv[1:] if argv is None else argv):  # before parsing: needs no other option
+        print(params_section(config_class, section), end="")
+        parser.exit()
+    args = parser.parse_args(argv)
+    config = config_from_arguments(parser, args, config_class, section=load_params(args.params, section))
+    return config, args
+
+
+def params_section(config_class: type, section: str) -> str:
+    """A params.yaml section with every option of `config_class`: its default (or `null`: required) and help."""
+    lines = [f"{section}:"]
+    for field in dataclasses.fields(config_class):
+        if not is_option(field):
+            continue
+        default = default_of(field)
+        value = None if default is MISSING else default
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        text = text.removesuffix("\n...").removesuffix("...").strip()
+        required = "required; " if default is MISSING else ""
+        lines.append(f"  {field.name}: {text}  # {required}{help_of(field)}")
+    return "\n".join(lines) + "\n"
 
 
 def config_from_arguments(

@@ -21,8 +21,10 @@ set with `config.replace(text_dim=encoder.dim)` before the networks are built.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .settings import DictConfig
 
 # Layers of VGG-19 whose outputs the image-image loss may use (conv outputs are taken after ReLU).
 VGG_LAYERS = tuple(
@@ -40,47 +42,8 @@ def _is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-class _DictMixin:
-    """to_dict / from_dict / replace for a frozen dataclass whose tuple fields travel as JSON lists."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Self:
-        known = {f.name: f for f in fields(cls)}
-        if unknown := sorted(set(values) - set(known)):
-            raise ValueError(f"{cls.__name__}: unknown options {unknown}; known options are {sorted(known)}")
-        return cls(**json_values(cls, values))
-
-    def replace(self, **changes: Any) -> Self:
-        known = {f.name for f in fields(self)}
-        if unknown := sorted(set(changes) - known):
-            raise ValueError(f"{type(self).__name__}: unknown options {unknown}; known options are {sorted(known)}")
-        return replace(self, **json_values(type(self), changes))
-
-
-def json_values(config_class, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` as a dataclass's fields take them: JSON lists become tuples, and an integral number
-    for an int field (or a tuple of ints) becomes that int: kfp carries dict parameters through
-    JSON, which turns 8 into 8.0."""
-    types = {f.name: str(f.type) for f in fields(config_class)}
-
-    def convert(name: str, value: Any) -> Any:
-        integer = types.get(name, "").startswith(("int", "tuple[int"))
-        if isinstance(value, list | tuple):
-            return tuple(int(v) if integer and _integral(v) else v for v in value)
-        return int(value) if integer and _integral(value) else value
-
-    return {name: convert(name, value) for name, value in values.items()}
-
-
-def _integral(value: Any) -> bool:
-    return isinstance(value, float) and value.is_integer()
-
-
 @dataclass(frozen=True)
-class ModelConfig(_DictMixin):
+class ModelConfig(DictConfig):
     """Architecture of the generator and discriminator.
 
     Channel widths are multiples of a base width, as in the authors' code: generator block i
@@ -157,7 +120,7 @@ class ModelConfig(_DictMixin):
 
 
 @dataclass(frozen=True)
-class LossConfig(_DictMixin):
+class LossConfig(DictConfig):
     """The XMC-GAN objective: per-term weights (0 switches a term off), InfoNCE temperature,
     the word-region loss's gammas (AttnGAN's gamma1..3), the VGG loss's cost knobs, and whether
     contrastive negatives come from the whole distributed batch."""
@@ -318,7 +281,7 @@ DEMO_PRESET = "cpu-32"  # what `make demo` trains, and the default of every entr
 
 
 @dataclass(frozen=True)
-class MirrorGANConfig(_DictMixin):
+class MirrorGANConfig(DictConfig):
     """Architecture of MirrorGAN's GLAM generator (conditioning augmentation included) and its
     per-stage discriminators.
 
@@ -372,7 +335,7 @@ class MirrorGANConfig(_DictMixin):
 
 
 @dataclass(frozen=True)
-class MirrorGANLossConfig(_DictMixin):
+class MirrorGANLossConfig(DictConfig):
     """MirrorGAN's generator objective: sum over stages of the adversarial terms, plus
     stream_weight (the paper's lambda) x STREAM's caption loss on the last stage's image, plus
     kl_weight x conditioning augmentation's KL term. The discriminator terms have the authors'

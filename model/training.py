@@ -31,7 +31,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_latest_checkpoint, publish_folder, save_checkpoint
-from .config import DEMO_PRESET, PRESETS, RECIPE_FIELDS, json_values, preset
+from .config import DEMO_PRESET, PRESETS, RECIPE_FIELDS, preset
 from .data import DEFAULT_MAX_LENGTHS
 from .discriminator import Discriminator
 from .distributed import rank as process_rank
@@ -50,6 +50,7 @@ from .generator import Generator
 from .objective import XMCGANLoss, pretrained_image_encoder
 from .progress import progress_bar
 from .sampling import write_model_folder
+from .settings import DictConfig, setting
 from .text_encoder import DEFAULT_TEXT_ENCODER, TextEmbedding
 from .training_data import PositionStream, TrainingArrays, check_record_size, prepare_arrays, rank_batches
 
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Everything a run needs; written to <run_dir>/config.json. Schedules count images seen
     (real images shown to the discriminator), so they mean the same at any batch size.
 
@@ -65,44 +66,67 @@ class TrainConfig:
     from the preset; a recipe field given here (not None) overrides it, and `origins` records which
     values are the preset's."""
 
-    run_dir: str
-    data_root: str
-    sources: tuple[str, ...] = ("coco",)
-    encoder: str = DEFAULT_TEXT_ENCODER
-    max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
-    preset: str = DEMO_PRESET
-    model_overrides: dict = field(default_factory=dict)
-    loss_overrides: dict = field(default_factory=dict)
+    run_dir: str = setting(help="folder for the run: config.json, checkpoints/, model/, summary.json")
+    data_root: str = setting(help="processed data root (records/ and embeddings/ from ingest and embed)")
+    sources: tuple[str, ...] = setting(("coco",), help="sources to train on, YAML list (coco, ln_coco, ln_open_images)")
+    encoder: str = setting(DEFAULT_TEXT_ENCODER, help="text encoder whose embeddings to use (hub name or path)")
+    max_lengths: dict[str, int] = setting(
+        factory=lambda: dict(DEFAULT_MAX_LENGTHS), help="token length per source, YAML map"
+    )
+    preset: str = setting(
+        DEMO_PRESET,
+        help="architecture and training recipe: cpu-32 (the demo), cpu-64, xmcgan-128, xmcgan-256 (the authors'); "
+        "MirrorGAN: mirrorgan-64 (the demo), mirrorgan-256 (the authors')",
+    )
+    model_overrides: dict = setting(factory=dict, help="model config fields to override, YAML map")
+    loss_overrides: dict = setting(
+        factory=dict, help="loss config fields to override (weights, temperature, ...), YAML map"
+    )
     # The recipe: None takes the preset's value.
-    batch_size: int | None = None  # global batch of one optimiser step, over all processes and accumulation steps
-    d_steps_per_g_step: int | None = None
-    g_lr: float | None = None
-    d_lr: float | None = None
-    betas: tuple[float, float] | None = None  # Adam
-    horizontal_flip: bool | None = None  # the authors' augmentation; off when captions name left and right
+    batch_size: int | None = setting(
+        None, help="global batch per optimiser step over all processes (default: the preset's)"
+    )
+    d_steps_per_g_step: int | None = setting(
+        None, help="discriminator steps per generator step (default: the preset's)"
+    )
+    g_lr: float | None = setting(None, help="generator learning rate (default: the preset's)")
+    d_lr: float | None = setting(None, help="discriminator learning rate (default: the preset's)")
+    betas: tuple[float, float] | None = setting(None, help="Adam betas, YAML list (default: the preset's)")
+    horizontal_flip: bool | None = setting(
+        None, help="flip training images at random; off when captions name left and right (default: the preset's)"
+    )
     # EMA of G as a half-life in images seen (NVlabs/stylegan3): the authors' decay of 0.999 per
     # iteration of 2 x 56 images is a half-life of 112 * ln 0.5 / ln 0.999 = 77,594 images.
-    ema_half_life_images: float | None = None
-    total_images: int | None = None  # the budget: training stops after this many real images
+    ema_half_life_images: float | None = setting(
+        None, help="half-life of the generator's EMA in images seen (default: the preset's)"
+    )
+    total_images: int | None = setting(
+        None, help="the budget: stop after this many real images (default: the preset's)"
+    )
     # Early on, the EMA half-life is `ema_rampup` x images seen, so a short run's EMA forgets the
     # random initialisation (at 0.999 per step, 375 steps would still hold 69 % of it); 0 turns that off.
-    ema_rampup: float = 0.05
-    grad_accumulation: int = 1
-    time_limit_minutes: float = 0.0  # 0: no limit; else also stop (and checkpoint) at the first tick past it
-    tick_images: int = 2_000
-    checkpoint_images: int = 20_000
-    sample_every_ticks: int = 5
-    sample_count: int = 16
-    keep_checkpoints: int = 3
-    seed: int = 0
-    workers: int = 2
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    compile: bool = False
-    provenance: dict = field(default_factory=dict)  # data version, code version, run id: copied into the model
-    pretrained: str = ""  # MirrorGAN presets: the pretrain step's folder (DAMSM's STEM, STREAM; components/pretrain)
+    ema_rampup: float = setting(0.05, help="early half-life = this x images seen, until ema_half_life_images (0: off)")
+    grad_accumulation: int = setting(1, help="micro-batches per optimiser step")
+    time_limit_minutes: float = setting(0.0, help="also stop at the first tick after this many minutes (0: no limit)")
+    tick_images: int = setting(2_000, help="log losses and throughput every this many images")
+    checkpoint_images: int = setting(20_000, help="checkpoint every this many images")
+    sample_every_ticks: int = setting(5, help="log a sample grid every this many ticks")
+    sample_count: int = setting(16, help="images in the sample grid")
+    keep_checkpoints: int = setting(3, help="checkpoints kept on disk")
+    seed: int = setting(0, help="seed of initialisation, data order and noise")
+    workers: int = setting(2, help="data loader worker processes per training process")
+    amp: bool = setting(True, help="bf16 autocast on GPU")
+    compile: bool = setting(False, help="torch.compile the networks")
+    provenance: dict = setting(factory=dict, help="lineage copied into the model folder, YAML map")
+    pretrained: str = setting(
+        "", help="MirrorGAN presets: the folder `python -m components.pretrain` wrote (DAMSM's STEM and STREAM)"
+    )
     # Records smaller than the preset's image size are refused; true resizes them up anyway (smoke tests only:
     # the model then learns from interpolated pixels). Larger records are always resized down.
-    upsample_records: bool = False
+    upsample_records: bool = setting(
+        False,
+        help="train on records smaller than the preset's image size, resized up (smoke tests only; refused otherwise)",
+    )
     # field -> where its value came from: the preset's recipe (filled in here), params.yaml, the command line
     origins: dict = field(default_factory=dict, metadata={"option": False})
 
@@ -136,16 +160,6 @@ class TrainConfig:
             problems.append(f"sources {sorted(unknown)} have no max length in max_lengths {self.max_lengths}")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := set(values) - known:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        return cls(**json_values(cls, values))
 
 
 class Reporter(Protocol):

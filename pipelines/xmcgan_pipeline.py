@@ -9,8 +9,12 @@ Commands (`python -m pipelines.xmcgan_pipeline COMMAND --help` for options):
     submit      compile and start a run on a Kubeflow Pipelines endpoint
     schedule    create a recurring run (cron) for scheduled retraining
 
-Pipeline parameters default to the `pipeline` section of params.yaml; `--set name=value`
-overrides one (values are YAML: `--set sources='[coco, ln_coco]'`).
+Parameters: one dict per step, named after the step's params.yaml section and holding its config's
+fields (`train`, `evaluate`, ...: components/settings.py), plus the few that several steps share
+(`sources`, `source`, `preset`, `seed`, ...). run-local reads them from params.yaml (each step's
+section, and the `pipeline` section for the shared ones); `--set name=value` overrides a shared
+one, `--set step.field=value` one setting of a step (values are YAML: `--set train.g_lr=2e-4`,
+`--set sources='[coco]'`).
 """
 
 import argparse
@@ -25,18 +29,30 @@ from pathlib import Path
 import yaml
 from kfp import compiler, dsl
 
-from components.deploy.component import deploy
-from components.embed.component import embed
-from components.evaluate.component import evaluate
-from components.ingest.component import ingest
+from components.demo_data import DemoDataConfig
+from components.deploy.component import deploy as deploy_op
+from components.deploy.config import DeployConfig
+from components.embed.component import embed as embed_op
+from components.embed.config import EmbedConfig
+from components.evaluate.component import evaluate as evaluate_op
+from components.evaluate.config import EvalConfig
+from components.ingest.component import ingest as ingest_op
+from components.ingest.config import IngestConfig
 from components.lineage import code_fingerprint
-from components.pretrain.component import architecture, no_pretraining, pretrain
-from components.promote.component import gate, promote
-from components.raw_data.component import raw_data, raw_data_version
-from components.train.component import train
-from components.validate.component import validate
+from components.pretrain.component import architecture, no_pretraining
+from components.pretrain.component import pretrain as pretrain_op
+from components.pretrain.config import PretrainConfig
+from components.promote.component import gate as gate_op
+from components.promote.component import promote as promote_op
+from components.promote.gate import GateConfig
+from components.raw_data.component import raw_data as raw_data_op
+from components.raw_data.component import raw_data_version as raw_data_version_op
+from components.settings import WIRED, section_settings, settable_fields, step_defaults
+from components.train.component import train as train_op
+from components.validate.component import validate as validate_op
+from components.validate.config import ValidateConfig
 from model.config import DEMO_PRESET
-from model.data import DEFAULT_MAX_LENGTHS
+from model.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_NAME = "xmcgan"
@@ -51,108 +67,82 @@ def cached(task, component_module: str):
     return task.set_env_variable("XMCGAN_CODE_FINGERPRINT", code_fingerprint(component_module))
 
 
+# Each step's settings: one dict parameter named after its params.yaml section, holding its config's
+# fields (components/settings.py). The compiled pipeline's default of each lists every field.
+STEP_CONFIGS = {
+    "demo": DemoDataConfig,
+    "ingest": IngestConfig,
+    "embed": EmbedConfig,
+    "validate": ValidateConfig,
+    "pretrain": PretrainConfig,
+    "train": TrainConfig,
+    "evaluate": EvalConfig,
+    "gate": GateConfig,
+    "deploy": DeployConfig,
+}
+DEFAULTS = {step: step_defaults(step, config_class) for step, config_class in STEP_CONFIGS.items()}
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME, description="XMC-GAN text-to-image: data, training, evaluation, gated promotion, serving"
 )
 def xmcgan_pipeline(
-    # raw data: a DVC repository (newest revision by default), a path/URL, or (both empty) the demo dataset
+    # raw data: a DVC repository (dvc_rev empty: its newest revision), a folder or bucket, else the demo dataset
     raw_data_uri: str = "",
     dvc_repo: str = "",
     dvc_rev: str = "",
-    demo_train_images: int = 2000,
-    demo_val_images: int = 200,
-    demo_image_size: int = 128,
-    # ingest, embed, validate
-    sources: list[str] = ["coco", "ln_coco"],  # noqa: B006 - kfp pipeline defaults are literals
-    image_size: int = 32,  # pixels of the ingested records: the preset's image size
-    resize: str = "stretch",
-    beam_runner: str = "DirectRunner",
-    encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
-    max_lengths: dict = DEFAULT_MAX_LENGTHS,
-    split_min_train: int = 1000,
-    split_min_val: int = 100,
-    max_dead_letter_fraction: float = 0.01,
-    # training (one source per model, as in the paper: COCO captions or Localized Narratives)
-    train_source: str = "coco",
-    preset: str = DEMO_PRESET,  # architecture and training recipe (model/config.py PRESETS): cpu-64, mirrorgan-64, ...
-    train_overrides: dict = {},  # noqa: B006 - TrainConfig fields set explicitly over the preset's recipe
-    time_limit_minutes: float = 0.0,  # 0: the preset's image budget alone decides when training ends
+    # settings several steps share
+    sources: list[str] = ["coco", "ln_coco"],  # noqa: B006 - ingested, embedded and validated (kfp defaults are literals)
+    source: str = "coco",  # what is trained on and scored
+    preset: str = DEMO_PRESET,  # architecture and training recipe (model/config.py PRESETS): cpu-32, mirrorgan-64, ...
+    seed: int = 0,  # of training, the evaluation's caption set and noise, the deploy's images
     gpus: int = 0,
     runs_root: str = "/runs",
+    cache_dir: str = "/cache",
     tracking_uri: str = "",
     experiment: str = "xmcgan",
-    # MirrorGAN's pretraining (DAMSM text/image encoders, STREAM captioner): run only for its presets
-    damsm: dict = {},  # noqa: B006 - components.pretrain DAMSMConfig fields over the authors' defaults
-    stream: dict = {},  # noqa: B006 - STREAMConfig fields
-    # evaluation and the gate
-    eval_protocol: str = "demo",  # "paper": 30,000 COCO-2014 val samples, mean of 3 runs (evaluate/protocol.py)
-    eval_samples: int = 0,  # 0: the protocol's (demo 200, paper 30,000)
-    eval_runs: int = 0,  # 0: the protocol's (demo 1, paper 3)
-    rprecision_candidates: int = 100,
-    rprecision_repeats: int = 10,
-    demo_shapes: bool = False,
-    untrained_baseline: bool = False,
-    damsm_rprecision: bool = False,  # also the MirrorGAN paper's DAMSM R-precision (never gated)
-    cache_root: str = "/cache",
     model_name: str = "",  # registered model; empty: the architecture's name ("xmcgan", "mirrorgan")
-    max_fid: float = 150.0,
-    min_rprecision: float = 0.1,
-    min_caption_accuracy: float = 0.0,  # the demo gates on it too (params.yaml); real data has no such check
-    fid_tolerance: float = 5.0,
-    rprecision_tolerance: float = 0.02,
-    # deploy
-    deploy_mode: str = "kserve",
-    namespace: str = "kubeflow-user",
-    serving_image: str = "ghcr.io/xmcgan/xmcgan-serving:0.1.0",
-    deploy_prompts: list[str] = [  # noqa: B006
-        "a red circle in the top left corner on a white background",
-        "a blue square at the bottom on a black background",
-    ],
-    seed: int = 0,
+    # each step's settings
+    demo: dict = DEFAULTS["demo"],
+    ingest: dict = DEFAULTS["ingest"],
+    embed: dict = DEFAULTS["embed"],
+    validate: dict = DEFAULTS["validate"],
+    pretrain: dict = DEFAULTS["pretrain"],
+    train: dict = DEFAULTS["train"],
+    evaluate: dict = DEFAULTS["evaluate"],
+    gate: dict = DEFAULTS["gate"],
+    deploy: dict = DEFAULTS["deploy"],
 ):
-    source_data = dict(raw_data_uri=raw_data_uri, dvc_repo=dvc_repo, dvc_rev=dvc_rev, seed=seed,
-                       demo_train_images=demo_train_images, demo_val_images=demo_val_images,
-                       demo_image_size=demo_image_size)  # fmt: skip
-    version = raw_data_version(**source_data).set_display_name("data version")
+    source_data = dict(raw_data_uri=raw_data_uri, dvc_repo=dvc_repo, dvc_rev=dvc_rev, demo=demo)
+    version = raw_data_version_op(**source_data).set_display_name("data version")
     version.set_caching_options(False)
-    raw = raw_data(version=version.output, **source_data).set_display_name("raw data")
+    raw = raw_data_op(version=version.output, **source_data).set_display_name("raw data")
     cached(raw, "components.raw_data.component")
 
-    with dsl.ParallelFor(sources) as source:
-        records = ingest(
-            raw=raw.outputs["raw"], source=source, image_size=image_size, resize=resize, runner=beam_runner
-        ).set_display_name("ingest")
+    with dsl.ParallelFor(sources) as each_source:
+        records = ingest_op(raw=raw.outputs["raw"], source=each_source, settings=ingest).set_display_name("ingest")
         cached(records, "components.ingest.component")
-        embeddings = embed(
-            records=records.outputs["records"],
-            source=source,
-            encoder=encoder,
-            max_lengths=max_lengths,
-            runner=beam_runner,
-        ).set_display_name("embed")
-        cached(embeddings, "components.embed.component")
+        embeddings = embed_op(records=records.outputs["records"], source=each_source, settings=embed)
+        cached(embeddings.set_display_name("embed"), "components.embed.component")
 
-    checked = validate(
+    checked = validate_op(
         records=dsl.Collected(records.outputs["records"]),
         embeddings=dsl.Collected(embeddings.outputs["embeddings"]),
         sources=sources,
-        split_min_train=split_min_train,
-        split_min_val=split_min_val,
-        max_dead_letter_fraction=max_dead_letter_fraction,
+        settings=validate,
     ).set_display_name("validate")
     cached(checked, "components.validate.component")
 
     family = architecture(preset=preset).set_display_name("architecture")
     cached(family, "components.pretrain.component")
     with dsl.If(family.output == "mirrorgan", name="mirrorgan-pretraining"):
-        pretrained = pretrain(
+        pretrained = pretrain_op(
             dataset=checked.outputs["dataset"],
-            source=train_source,
+            source=source,
             preset=preset,
-            train_overrides=train_overrides,
-            damsm=damsm,
-            stream=stream,
-            cache_root=cache_root,
+            settings=pretrain,
+            train=train,
+            cache_dir=cache_dir,
             runs_root=runs_root,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             tracking_uri=tracking_uri,
@@ -162,14 +152,13 @@ def xmcgan_pipeline(
         none_needed = no_pretraining().set_display_name("no pretraining")
         cached(none_needed, "components.pretrain.component")
 
-    trained = train(
+    trained = train_op(
         dataset=checked.outputs["dataset"],
-        source=train_source,
-        max_lengths=max_lengths,
+        source=source,
         preset=preset,
-        train_overrides=train_overrides,
+        settings=train,
+        embed=embed,
         pretrained=dsl.OneOf(pretrained.outputs["Output"], none_needed.output),
-        time_limit_minutes=time_limit_minutes,
         gpus=gpus,
         runs_root=runs_root,
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -180,73 +169,95 @@ def xmcgan_pipeline(
     trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
     cached(trained, "components.train.component")  # scheduled runs turn caching off (schedule())
 
-    scored = evaluate(
+    scored = evaluate_op(
         model=trained.outputs["model"],
         dataset=checked.outputs["dataset"],
-        source=train_source,
-        protocol=eval_protocol,
-        num_samples=eval_samples,
-        runs=eval_runs,
-        rprecision_candidates=rprecision_candidates,
-        rprecision_repeats=rprecision_repeats,
-        demo_shapes=demo_shapes,
-        untrained_baseline=untrained_baseline,
-        damsm_rprecision=damsm_rprecision,
-        damsm=damsm,
-        cache_root=cache_root,
+        source=source,
         seed=seed,
-    )
-    scored.set_display_name("evaluate")
+        cache_dir=cache_dir,
+        settings=evaluate,
+        pretrain=pretrain,
+    ).set_display_name("evaluate")
     cached(scored, "components.evaluate.component")
 
-    decided = gate(
+    decided = gate_op(
         model=trained.outputs["model"],
         evaluation=scored.outputs["evaluation"],
         model_name=model_name,
         tracking_uri=tracking_uri,
-        max_fid=max_fid,
-        min_rprecision=min_rprecision,
-        min_caption_accuracy=min_caption_accuracy,
-        fid_tolerance=fid_tolerance,
-        rprecision_tolerance=rprecision_tolerance,
+        settings=gate,
     ).set_display_name("gate")
     decided.set_caching_options(False)
 
     with dsl.If(decided.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a kfp condition
-        promoted = promote(decision=decided.outputs["decision"], tracking_uri=tracking_uri)
+        promoted = promote_op(decision=decided.outputs["decision"], tracking_uri=tracking_uri)
         promoted.set_display_name("promote").set_caching_options(False)
-        served = deploy(
-            decision=decided.outputs["decision"],
-            tracking_uri=tracking_uri,
-            mode=deploy_mode,
-            namespace=namespace,
-            serving_image=serving_image,
-            prompts=deploy_prompts,
-            seed=seed,
-        ).after(promoted)
-        served.set_display_name("deploy").set_caching_options(False)
+        served = deploy_op(decision=decided.outputs["decision"], tracking_uri=tracking_uri, seed=seed, settings=deploy)
+        served.after(promoted).set_display_name("deploy").set_caching_options(False)
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameters: params.yaml `pipeline` section < --set
+# Parameters: params.yaml (each step's section, the `pipeline` section) < --set
 
 
 def pipeline_parameters(params_file: Path | None, overrides: list[str]) -> dict:
-    import inspect
-
-    known = inspect.signature(xmcgan_pipeline.pipeline_func).parameters
-    values = {}
-    if params_file and params_file.is_file():
-        values.update((yaml.safe_load(params_file.read_text()) or {}).get("pipeline") or {})
+    """A run's parameters: each step's settings from its params.yaml section (less the fields the
+    pipeline sets itself: components/settings.py WIRED), the shared ones from the `pipeline`
+    section, then `--set name=value` (a shared parameter) or `--set step.field=value` (one setting
+    of a step). Values are YAML."""
+    params = (yaml.safe_load(params_file.read_text()) or {}) if params_file and params_file.is_file() else {}
+    values = dict(params.get("pipeline") or {})
+    if misplaced := sorted(set(values) & set(STEP_CONFIGS)):
+        raise SystemExit(f"params.yaml: set {misplaced} in their own sections, not in `pipeline`")
+    for step, config_class in STEP_CONFIGS.items():
+        if params.get(step):
+            try:
+                values[step] = section_settings(step, config_class, params[step])
+            except ValueError as error:
+                raise SystemExit(str(error)) from None
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects name=value, got {item!r}")
-        values[name.replace("-", "_")] = yaml.safe_load(text)
+            raise SystemExit(f"--set expects name=value or step.field=value, got {item!r}")
+        step, dot, field = name.replace("-", "_").partition(".")
+        if not dot:
+            values[step] = yaml.safe_load(text)
+            continue
+        if step not in STEP_CONFIGS:
+            raise SystemExit(f"--set {name}: no step {step!r}; steps: {sorted(STEP_CONFIGS)}")
+        values[step] = {**values.get(step, {}), field: yaml.safe_load(text)}
+        if values[step][field] is None:  # null: not set (kfp has no null), the config's default
+            del values[step][field]
+    return check_parameters(values)
+
+
+def check_parameters(values: dict) -> dict:
+    """`values` as the pipeline's arguments: every name a parameter, every step setting a field of its
+    config the pipeline does not set itself; a clear error otherwise."""
+    import inspect
+
+    known = inspect.signature(xmcgan_pipeline.pipeline_func).parameters
     if unknown := sorted(set(values) - set(known)):
         raise SystemExit(f"unknown pipeline parameters {unknown}; known: {sorted(known)}")
+    for step in set(values) & set(STEP_CONFIGS):
+        if not isinstance(values[step], dict):
+            raise SystemExit(f"pipeline parameter {step!r} is the {step} step's settings: a map, got {values[step]!r}")
+        settable = {f.name for f in settable_fields(step, STEP_CONFIGS[step])}
+        for field in sorted(set(values[step]) - settable):
+            if field in WIRED[step]:
+                raise SystemExit(f"{step}.{field}: the pipeline sets {field} from {WIRED[step][field]}")
+            raise SystemExit(f"{step}.{field}: {step} has no setting {field!r}; its settings: {sorted(settable)}")
     # YAML reads 1000 as an int; kfp refuses an int for a float parameter
     return {k: float(v) if known[k].annotation is float and isinstance(v, int) else v for k, v in values.items()}
+
+
+def merge_parameters(base: dict, override: dict) -> dict:
+    """`override` over `base`, step settings merged field by field."""
+    merged = {**base, **override}
+    for name in base.keys() & override.keys():
+        if isinstance(base[name], dict) and isinstance(override[name], dict):
+            merged[name] = {**base[name], **override[name]}
+    return merged
 
 
 def compile_pipeline(output: Path) -> Path:
@@ -263,9 +274,9 @@ def local_defaults(output: Path) -> dict:
     output = output.resolve()
     return {
         "runs_root": str(output / "runs"),
-        "cache_root": str(output / "cache"),
+        "cache_dir": str(output / "cache"),
         "tracking_uri": f"sqlite:///{output / 'mlflow.db'}",
-        "deploy_mode": "local",
+        "deploy": {"mode": "local"},
     }
 
 
@@ -290,7 +301,7 @@ def run_local(*, parameters: dict, output: Path, console: bool = False) -> dict:
         enable_caching=True,
         cache_root=str(folders.cache_root),
     )
-    arguments = {**local_defaults(output), **parameters}
+    arguments = merge_parameters(local_defaults(output), parameters)
     started = time.time()
     log_dir = output / "logs" / time.strftime("%Y%m%d-%H%M%S")
     root_logger, level = logging.getLogger(), logging.getLogger().level
@@ -528,7 +539,7 @@ def schedule(*, host: str, spec: dict, namespace: str | None, package: Path) -> 
         cron_expression=spec["cron"],
         max_concurrency=int(spec.get("max_concurrency", 1)),
         no_catchup=bool(spec.get("no_catchup", True)),
-        params=spec.get("parameters") or {},
+        params=check_parameters(spec.get("parameters") or {}),
         pipeline_package_path=str(package),
         enable_caching=False,
         service_account=spec.get("service_account"),
@@ -548,14 +559,14 @@ def main(argv: list[str] | None = None) -> None:
         "--params",
         type=Path,
         default=REPO / "params.yaml",
-        help="params.yaml whose `pipeline` section gives parameter values",
+        help="params.yaml: each step's section gives its settings, the `pipeline` section the shared parameters",
     )
     parameter_options.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a pipeline parameter (YAML value); repeatable",
+        help="set a shared parameter (name=value) or one step's setting (step.field=value), YAML values; repeatable",
     )
 
     local = commands.add_parser("run-local", parents=[parameter_options], help="run the whole pipeline on this machine")

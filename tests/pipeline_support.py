@@ -2,16 +2,10 @@
 
 TINY_RUN = {
     "sources": ["coco"],
-    "demo_train_images": 100,
-    "demo_val_images": 24,
-    "demo_image_size": 64,
-    "image_size": 32,
-    "split_min_train": 100,
-    "split_min_val": 20,
-    "train_overrides": {"batch_size": 8, "total_images": 32},
-    "eval_samples": 16,
-    "rprecision_candidates": 8,
-    "rprecision_repeats": 2,
-    "demo_shapes": True,
-    "deploy_prompts": ["a red circle in the center"],
+    "demo": {"train_images": 100, "val_images": 24, "image_size": 64},
+    "ingest": {"image_size": 32},
+    "validate": {"split_min_images": {"train": 100, "val": 20}},
+    "train": {"batch_size": 8, "total_images": 32},
+    "evaluate": {"num_samples": 16, "rprecision_candidates": 8, "rprecision_repeats": 2, "demo_shapes": True},
+    "deploy": {"prompts": ["a red circle in the center"]},
 }

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.embed import EmbedConfig, run_embed
-from components.embed.__main__ import parse_config
+from components.embed.__main__ import parse_arguments
 from components.embed.handler import TextEncoderHandler, encode_batch
 from model.data import EMBEDDING_SCHEMA, RECORD_SCHEMA, embeddings_dir, embeddings_root, records_dir
 from model.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
@@ -110,7 +110,7 @@ def test_missing_records_and_bad_options_are_clear_errors(tmp_path):
         run_embed(config=EmbedConfig(data_root=str(tmp_path), sources=("coco",)))
     with pytest.raises(ValueError, match="max_lengths must be integers"):
         EmbedConfig(data_root="x", max_lengths={"coco": 1})
-    config = parse_config(["--data-root", "d", "--max-lengths", "{coco: 32}", "--sources", "[coco]"])
+    config, _ = parse_arguments(["--data-root", "d", "--max-lengths", "{coco: 32}", "--sources", "[coco]"])
     assert config.max_lengths["coco"] == 32 and config.max_lengths["ln_coco"] == 64
     with pytest.raises(SystemExit):
-        parse_config(["--data-root", "d", "--batch-size", "0"])
+        parse_arguments(["--data-root", "d", "--batch-size", "0"])

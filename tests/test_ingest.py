@@ -16,7 +16,7 @@ from PIL import Image
 from components.data_version import data_version
 from components.demo_data import caption_accuracy
 from components.ingest import IngestConfig, run_ingest
-from components.ingest.__main__ import parse_config
+from components.ingest.__main__ import parse_arguments
 from components.ingest.annotations import annotation_file, parse_coco
 from components.ingest.images import ImageSettings, Rejected, process_image, resize
 from model.data import RECORD_SCHEMA, records_dir
@@ -151,11 +151,11 @@ def test_a_coco_file_that_is_not_json_or_not_coco_is_one_dead_letter():
 def test_cli_validates_options_into_one_config(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("ingest:\n  input_root: raw\n  output_root: out\n  image_size: 64\n  sources: [ln_coco]\n")
-    config = parse_config(["--params", str(params), "--resize", "center_crop"])
+    config, _ = parse_arguments(["--params", str(params), "--resize", "center_crop"])
     assert (config.image_size, config.resize, config.sources) == (64, "center_crop", ("ln_coco",))
     assert Path(config.input_root).is_absolute()
     with pytest.raises(SystemExit):
-        parse_config(["--params", str(params), "--resize", "pad"])
+        parse_arguments(["--params", str(params), "--resize", "pad"])
     with pytest.raises(ValueError, match="unknown sources"):
         IngestConfig(input_root="a", output_root="b", sources=("flickr",))
 

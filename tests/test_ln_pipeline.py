@@ -1,4 +1,4 @@
-"""Localized Narratives end to end: `train_source=ln_coco` trains on the narratives (64 tokens)
+"""Localized Narratives end to end: `source=ln_coco` trains on the narratives (64 tokens)
 and evaluates on LN val, through the whole local pipeline on a tiny configuration."""
 
 import json
@@ -13,13 +13,12 @@ from pipelines.xmcgan_pipeline import run_local
 TINY_LN = {
     **TINY_RUN,
     "sources": ["coco", "ln_coco"],
-    "train_source": "ln_coco",
-    "image_size": 64,
-    "train_overrides": {"batch_size": 8, "total_images": 16},
-    "demo_shapes": False,
-    "max_fid": 10_000.0,
-    "min_rprecision": 0.0,
-    "deploy_prompts": ["In this image we can see a red circle in the center."],
+    "source": "ln_coco",
+    "ingest": {"image_size": 64},
+    "train": {"batch_size": 8, "total_images": 16},
+    "evaluate": {**TINY_RUN["evaluate"], "demo_shapes": False},
+    "gate": {"max_fid": 10_000.0, "min_rprecision": 0.0},
+    "deploy": {"prompts": ["In this image we can see a red circle in the center."]},
 }
 
 

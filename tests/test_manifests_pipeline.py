@@ -18,7 +18,7 @@ from manifest_checks import (
 
 from components.deploy import deploy_kserve, inference_service
 from components.train.__main__ import parse_arguments
-from pipelines.xmcgan_pipeline import pipeline_parameters
+from pipelines.xmcgan_pipeline import check_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
@@ -75,14 +75,11 @@ def test_component_image_installs_the_lock_and_runs_as_non_root():
         assert source in copied
 
 
-def test_recurring_run_spec_names_only_real_pipeline_parameters(tmp_path):
-    import yaml
+def test_recurring_run_spec_names_only_real_pipeline_parameters():
 
     (spec,) = load_documents(MANIFESTS / "recurring-run.yaml")
     assert len(spec["cron"].split()) == 6
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"pipeline": spec["parameters"]}))
-    assert pipeline_parameters(params, []) == spec["parameters"]  # raises on an unknown name
+    assert check_parameters(spec["parameters"]) == spec["parameters"]  # raises on an unknown name or setting
 
 
 def test_the_deployed_inference_service_is_the_manifest_pointed_at_the_new_version():

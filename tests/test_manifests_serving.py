@@ -67,10 +67,10 @@ def test_pod_runs_as_non_root_with_probes_and_resources(isvc, container):
 
 
 def test_container_args_are_a_valid_serve_config_and_match_the_probes(container):
-    from components.serve.__main__ import parse_config
+    from components.serve.__main__ import parse_arguments
     from components.serve.loading import parse_registry_uri
 
-    config = parse_config(expand(container["args"], container["env"]))
+    config, _ = parse_arguments(expand(container["args"], container["env"]))
     assert parse_registry_uri(config.model_uri).alias == "champion"
     assert container["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{config.model_name}/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -88,7 +88,7 @@ def test_container_args_are_a_valid_serve_config_and_match_the_probes(container)
 
 
 def test_dockerfile_installs_the_lock_and_serves_as_the_manifest_user(isvc, container):
-    from components.serve.__main__ import parse_config
+    from components.serve.__main__ import parse_arguments
 
     instructions = dockerfile_instructions(MANIFESTS / "serving.Dockerfile")
     keywords = [keyword for keyword, _ in instructions]
@@ -104,7 +104,7 @@ def test_dockerfile_installs_the_lock_and_serves_as_the_manifest_user(isvc, cont
     assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["python", "-m", "components.serve"]
     exposed = [int(port) for port in dict(instructions)["EXPOSE"].split()]
     assert exposed == [p["containerPort"] for p in container["ports"]]
-    default = parse_config(json.loads(dict(instructions)["CMD"]))
+    default, _ = parse_arguments(json.loads(dict(instructions)["CMD"]))
     assert [default.http_port, default.grpc_port] == exposed
 
 

@@ -13,23 +13,24 @@ from pipelines.xmcgan_pipeline import run_local
 TINY = {
     **TINY_RUN,
     "preset": "mirrorgan-64",
-    "train_overrides": {
+    "train": {
         "batch_size": 8,
         "total_images": 32,
         "model_overrides": {"base_size": 16, "stages": 2, "g_base": 4, "d_base": 4},
     },
-    "damsm": {"image_size": 75, "epochs": 2, "batch_size": 16, "text_dim": 16, "embedding_dim": 16},
-    "stream": {
-        "vgg_layer": "block1_pool",
-        "input_size": 16,
-        "epochs": 2,
-        "batch_size": 16,
-        "embed_dim": 8,
-        "hidden_dim": 16,
+    "pretrain": {
+        "damsm": {"image_size": 75, "epochs": 2, "batch_size": 16, "text_dim": 16, "embedding_dim": 16},
+        "stream": {
+            "vgg_layer": "block1_pool",
+            "input_size": 16,
+            "epochs": 2,
+            "batch_size": 16,
+            "embed_dim": 8,
+            "hidden_dim": 16,
+        },
     },
-    "damsm_rprecision": True,
-    "max_fid": 10_000.0,
-    "min_rprecision": 0.0,
+    "evaluate": {**TINY_RUN["evaluate"], "damsm_rprecision": True},
+    "gate": {"max_fid": 10_000.0, "min_rprecision": 0.0},
 }
 
 
@@ -52,7 +53,7 @@ def test_pretraining_runs_only_under_the_mirrorgan_condition_and_feeds_the_train
     assert contents == {mirrorgan: {"pretrain"}, f"!({mirrorgan})": {"no-pretraining"}}
     pretrained = root["train"]["inputs"]["parameters"]["pretrained"]["taskOutputParameter"]
     assert pretrained["producerTask"] == group  # dsl.OneOf of the two branches' answers
-    assert root["evaluate"]["inputs"]["parameters"]["damsm"]["componentInputParameter"] == "damsm"
+    assert root["evaluate"]["inputs"]["parameters"]["pretrain"]["componentInputParameter"] == "pretrain"
     assert compiled["root"]["inputDefinitions"]["parameters"]["model_name"]["defaultValue"] == ""
 
 

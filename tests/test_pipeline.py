@@ -134,13 +134,53 @@ def test_kfp_cli_compiles_the_same_pipeline(tmp_path, compiled):
     assert yaml.safe_load(out.read_text())["root"] == compiled["root"]
 
 
-def test_parameters_come_from_params_yaml_and_set(tmp_path):
+def test_parameters_come_from_the_step_sections_of_params_yaml_and_set(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"pipeline": {"preset": "cpu-64", "eval_samples": 50}}))
-    values = pipeline_module.pipeline_parameters(params, ["eval_samples=20", "sources=[coco]"])
-    assert values == {"preset": "cpu-64", "eval_samples": 20, "sources": ["coco"]}
+    sections = {
+        "pipeline": {"preset": "cpu-64"},
+        "train": {"run_dir": "runs/x", "g_lr": 1e-3, "total_images": 100},  # run_dir: the pipeline's own
+        "evaluate": {"num_samples": 50, "cache_dir": "data/cache"},
+    }
+    params.write_text(yaml.safe_dump(sections))
+    values = pipeline_module.pipeline_parameters(params, ["evaluate.num_samples=20", "sources=[coco]", "seed=3"])
+    assert values == {
+        "preset": "cpu-64",
+        "train": {"g_lr": 1e-3, "total_images": 100},
+        "evaluate": {"num_samples": 20},
+        "sources": ["coco"],
+        "seed": 3,
+    }
     with pytest.raises(SystemExit, match="unknown pipeline parameters"):
         pipeline_module.pipeline_parameters(params, ["epochs=3"])
+    with pytest.raises(SystemExit, match=r"train\.epochs: train has no setting 'epochs'"):
+        pipeline_module.pipeline_parameters(params, ["train.epochs=3"])
+    with pytest.raises(SystemExit, match=r"train\.seed: the pipeline sets seed from the pipeline's `seed`"):
+        pipeline_module.pipeline_parameters(params, ["train.seed=3"])
+    params.write_text(yaml.safe_dump({"train": {"epochs": 3}}))
+    with pytest.raises(SystemExit, match=r"section 'train': unknown fields \['epochs'\]"):
+        pipeline_module.pipeline_parameters(params, [])
+
+
+def test_the_compiled_parameters_are_the_step_configs_fields_by_their_names(compiled):
+    """One dict parameter per step, named after its params.yaml section; its default lists the
+    step config's fields (less the wired ones and the unset ones) under the config's own names."""
+    import dataclasses
+
+    from components.settings import WIRED
+
+    parameters = compiled["root"]["inputDefinitions"]["parameters"]
+    for step, config_class in pipeline_module.STEP_CONFIGS.items():
+        names = {f.name for f in dataclasses.fields(config_class) if f.metadata.get("option", True)}
+        default = parameters[step]["defaultValue"]
+        assert set(default) <= names - set(WIRED[step]), step
+        unset = {f.name for f in dataclasses.fields(config_class) if f.default is None}
+        assert set(default) | unset >= names - set(WIRED[step]), step
+    # the shared parameters that are settings of a step carry the field's name (not train_source, cache_root, ...)
+    shared = set(parameters) - set(pipeline_module.STEP_CONFIGS)
+    pipeline_only = {"raw_data_uri", "dvc_repo", "dvc_rev", "gpus", "runs_root", "tracking_uri", "experiment"}
+    config_fields = {f.name for c in pipeline_module.STEP_CONFIGS.values() for f in dataclasses.fields(c)}
+    assert shared - pipeline_only - {"model_name"} <= config_fields
+    assert {"sources", "source", "preset", "seed", "cache_dir"} <= shared
 
 
 def _patched_client():
@@ -210,14 +250,10 @@ def test_submit_sends_the_compiled_pipeline_with_its_arguments(tmp_path):
     assert json.dumps(request.pipeline_spec).count("comp-train") >= 1
 
 
-def test_the_evaluation_protocol_is_a_pipeline_parameter_reaching_the_evaluate_step(compiled):
-    """`eval_protocol=paper` on a cluster run scores by the paper's protocol; 0 samples or runs take the protocol's."""
+def test_the_evaluation_protocol_is_a_setting_of_the_evaluate_step(compiled):
+    """`evaluate: {protocol: paper}` on a cluster run scores by the paper's protocol (unset samples and runs: its)."""
     parameters = compiled["root"]["inputDefinitions"]["parameters"]
-    assert parameters["eval_protocol"]["defaultValue"] == "demo"
-    assert parameters["eval_samples"]["defaultValue"] == parameters["eval_runs"]["defaultValue"] == 0
+    assert parameters["evaluate"]["defaultValue"]["protocol"] == "demo"
+    assert not {"num_samples", "runs"} & set(parameters["evaluate"]["defaultValue"])  # None: the protocol's
     task = compiled["root"]["dag"]["tasks"]["evaluate"]["inputs"]["parameters"]
-    assert {task[name]["componentInputParameter"] for name in ("protocol", "num_samples", "runs")} == {
-        "eval_protocol",
-        "eval_samples",
-        "eval_runs",
-    }
+    assert task["settings"]["componentInputParameter"] == "evaluate"

@@ -14,7 +14,7 @@ from pipelines.xmcgan_pipeline import run_local
 
 @pytest.mark.slow
 def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_changes_nothing(tmp_path):
-    passing = run_local(parameters={**TINY_RUN, "max_fid": 10_000.0, "min_rprecision": 0.0}, output=tmp_path)
+    passing = run_local(parameters={**TINY_RUN, "gate": {"max_fid": 10_000.0, "min_rprecision": 0.0}}, output=tmp_path)
     run_dir = tmp_path / "pipeline-root" / passing["run_dir"].split("/")[-1]
     assert passing["ingest"]["coco"]["images_in"] == 124
     assert passing["ingest"]["coco"]["images_in"] == (
@@ -36,7 +36,7 @@ def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_chan
 
     assert passing["reused_from_cache"] == []
     # Only the gate's thresholds change: every step before it is reused, the gate itself runs again.
-    failing = run_local(parameters={**TINY_RUN, "max_fid": 0.001, "min_rprecision": 0.0}, output=tmp_path)
+    failing = run_local(parameters={**TINY_RUN, "gate": {"max_fid": 0.001, "min_rprecision": 0.0}}, output=tmp_path)
     assert failing["reused_from_cache"] == ["embed", "evaluate", "ingest", "raw-data", "train", "validate"]
     assert failing["training"]["mlflow_run_id"] == passing["training"]["mlflow_run_id"]
     assert failing["gate"]["promote"] is False and failing["registered_version"] == "2"
@@ -52,8 +52,8 @@ def test_pipeline_runs_end_to_end_reuses_unchanged_steps_and_a_failing_gate_chan
 @pytest.mark.slow
 def test_a_changed_training_setting_reruns_training_and_what_follows_only(tmp_path):
     gate = {"max_fid": 10_000.0, "min_rprecision": 0.0}
-    first = run_local(parameters={**TINY_RUN, **gate}, output=tmp_path)
-    longer = {**TINY_RUN, **gate, "train_overrides": {**TINY_RUN["train_overrides"], "total_images": 48}}
+    first = run_local(parameters={**TINY_RUN, "gate": gate}, output=tmp_path)
+    longer = {**TINY_RUN, "gate": gate, "train": {**TINY_RUN["train"], "total_images": 48}}
     second = run_local(parameters=longer, output=tmp_path)
     assert second["reused_from_cache"] == ["embed", "ingest", "raw-data", "validate"]
     assert second["training"]["images_seen"] == 48 and first["training"]["images_seen"] == 32

@@ -9,33 +9,19 @@ from pathlib import Path
 
 from model.progress import progress_bar
 
-from ..cli import add_config_arguments, config_from_arguments, load_params
+from ..cli import config_parser, parse_config
 from .generate import DemoDataConfig, write_demo_dataset
 
-HELP = {
-    "out": "folder to write (COCO 2017 layout: annotations/, train2017/, val2017/)",
-    "train_images": "number of training images",
-    "val_images": "number of validation images",
-    "image_size": "side of the square images in pixels (16-1024)",
-    "captions_per_image": "COCO-style paraphrases per image (1-10)",
-    "two_shape_fraction": "fraction of images with two shapes and relational captions (0-1)",
-    "jpeg_quality": "JPEG quality of the written images (1-100)",
-    "seed": "random seed; the same seed and options give byte-identical files",
-}
 
-
-def parse_config(argv: list[str] | None = None) -> DemoDataConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.demo_data", description=__doc__.split(":", 1)[1].strip()
+def parse_arguments(argv: list[str] | None = None) -> tuple[DemoDataConfig, argparse.Namespace]:
+    parser = config_parser(
+        doc=__doc__, prog="python -m components.demo_data", config_class=DemoDataConfig, section="demo"
     )
-    parser.add_argument("--params", type=Path, help="a params.yaml whose `demo` section gives defaults")
-    add_config_arguments(parser, DemoDataConfig, HELP)
-    args = parser.parse_args(argv)
-    return config_from_arguments(parser, args, DemoDataConfig, section=load_params(args.params, "demo"))
+    return parse_config(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_config(argv)
+    config, _ = parse_arguments(argv)
     with progress_bar(
         total=config.train_images + config.val_images, unit="img", desc="demo data", mininterval=1.0
     ) as bar:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from model.settings import DictConfig, setting
+
 from .scenes import Scene, captions, narrative, render, sample_scene, shape_box
 
 SPLITS = ("train", "val")
@@ -30,15 +32,15 @@ LICENSE = {
 
 
 @dataclass(frozen=True)
-class DemoDataConfig:
-    out: Path
-    train_images: int = 2000
-    val_images: int = 200
-    image_size: int = 128
-    captions_per_image: int = 5
-    two_shape_fraction: float = 0.3
-    jpeg_quality: int = 95
-    seed: int = 0
+class DemoDataConfig(DictConfig):
+    out: Path = setting(help="folder to write (COCO 2017 layout: annotations/, train2017/, val2017/)")
+    train_images: int = setting(2000, help="number of training images")
+    val_images: int = setting(200, help="number of validation images")
+    image_size: int = setting(128, help="side of the square images in pixels (16-1024)")
+    captions_per_image: int = setting(5, help="COCO-style paraphrases per image (1-10)")
+    two_shape_fraction: float = setting(0.3, help="fraction of images with two shapes and relational captions (0-1)")
+    jpeg_quality: int = setting(95, help="JPEG quality of the written images (1-100)")
+    seed: int = setting(0, help="random seed; the same seed and options give byte-identical files")
 
     def __post_init__(self) -> None:
         problems = []

@@ -20,11 +20,6 @@ import httpx
 import yaml
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "inferenceservice.yaml"
-DEFAULT_PROMPTS = (
-    "a red circle in the top left corner on a white background",
-    "a blue square at the bottom on a black background",
-    "a yellow triangle above a green circle",
-)
 
 
 def _free_port() -> int:

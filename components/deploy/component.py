@@ -7,46 +7,26 @@ from components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def deploy(
-    decision: Input[Artifact],
-    tracking_uri: str,
-    mode: str,
-    namespace: str,
-    serving_image: str,
-    prompts: list[str],
-    seed: int,
-    images: Output[Artifact],
-) -> str:
-    """mode "local": the KServe server on this machine; "kserve": the cluster's InferenceService.
-    Serves the version the gate registered (models:/<name>/<version>); returns the URL that answered."""
+def deploy(decision: Input[Artifact], tracking_uri: str, seed: int, settings: dict, images: Output[Artifact]) -> str:
+    """Serve the version the gate registered (models:/<name>/<version>); `settings`: DeployConfig
+    fields (the pipeline's `deploy` parameter): mode "local" runs the KServe server on this machine,
+    "kserve" the cluster's InferenceService. Returns the URL that answered."""
     import json
     from pathlib import Path
 
     from components.deploy import deploy_kserve, deploy_local
+    from components.deploy.config import DeployConfig
+    from components.settings import step_config
 
+    config = step_config("deploy", DeployConfig, settings, seed=seed)
     model_name, version = decision.metadata["name"], decision.metadata["version"]
     model_uri = f"models:/{model_name}/{version}"
-    if mode == "local":
-        result = deploy_local(
-            model_uri=model_uri,
-            tracking_uri=tracking_uri,
-            model_name=model_name,
-            out=images.path,
-            prompts=prompts,
-            seed=seed,
-        )
-    elif mode == "kserve":
-        result = deploy_kserve(
-            model_uri=model_uri,
-            tracking_uri=tracking_uri,
-            namespace=namespace,
-            image=serving_image,
-            out=images.path,
-            prompts=prompts,
-            seed=seed,
-        )
+    request = dict(model_uri=model_uri, tracking_uri=tracking_uri, out=images.path, prompts=list(config.prompts),
+                   seed=config.seed)  # fmt: skip
+    if config.mode == "local":
+        result = deploy_local(model_name=model_name, **request)
     else:
-        raise ValueError(f"deploy mode must be 'local' or 'kserve', got {mode!r}")
+        result = deploy_kserve(namespace=config.namespace, image=config.serving_image, **request)
     (Path(images.path) / "deploy.json").write_text(json.dumps(result, indent=2))
-    images.metadata.update({"model_uri": model_uri, "url": result["url"], "mode": mode})
+    images.metadata.update({"model_uri": model_uri, "url": result["url"], "mode": config.mode})
     return result["url"]

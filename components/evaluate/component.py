@@ -11,46 +11,35 @@ def evaluate(
     model: Input[Model],
     dataset: Input[Dataset],
     source: str,
-    protocol: str,
-    num_samples: int,
-    runs: int,
-    rprecision_candidates: int,
-    rprecision_repeats: int,
-    demo_shapes: bool,
-    untrained_baseline: bool,
-    cache_root: str,
     seed: int,
+    cache_dir: str,
+    settings: dict,
+    pretrain: dict,
     evaluation: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
-    damsm_rprecision: bool = False,
-    damsm: dict = {},  # noqa: B006 - kfp parameter defaults are literals
 ):
-    """evaluation.json, report.html, samples.png and caption_set.json, by the named `protocol` ("demo",
-    "paper": components/evaluate/protocol.py; num_samples and runs 0 take the protocol's). Real-image
-    features and the R-precision dual encoder are cached under cache_root (per data version) and reused. With
-    damsm_rprecision, the MirrorGAN paper's DAMSM R-precision is reported too (never gated), by the
-    DAMSM the pretrain step trains with the same `damsm` settings (the same cache)."""
+    """evaluation.json, report.html, samples.png and caption_set.json; `settings`: EvalConfig fields
+    (the pipeline's `evaluate` parameter: the named protocol, "demo" or "paper", and any field over
+    it). Real-image features and the R-precision dual encoder are cached under cache_dir (per data
+    version) and reused. The DAMSM R-precision (damsm_rprecision, never gated) uses the pretrain
+    step's DAMSM settings (`pretrain`: its settings), so it scores with the DAMSM trained there."""
     import shutil
     from pathlib import Path
 
     from components.data_version import data_version
     from components.evaluate import EvalConfig, evaluate
     from components.kfp_metrics import log_metrics
+    from components.settings import step_config
 
-    config = EvalConfig(
+    config = step_config(
+        "evaluate",
+        EvalConfig,
+        settings,
         source=source,
-        protocol=protocol,
-        num_samples=num_samples or None,
-        runs=runs or None,
-        rprecision_candidates=rprecision_candidates,
-        rprecision_repeats=rprecision_repeats,
         seed=seed,
-        demo_shapes=demo_shapes,
-        untrained_baseline=untrained_baseline,
-        cache_dir=cache_root,
-        damsm_rprecision=damsm_rprecision,
-        damsm=damsm,
+        cache_dir=cache_dir,
+        damsm=pretrain.get("damsm", {}),
     )
     version = dataset.metadata.get("data_version") or data_version(dataset.path)
     summary = evaluate(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.data import DEFAULT_MAX_LENGTHS, SOURCES, SPLITS
 from model.mirrorgan.config import DAMSMConfig
+from model.settings import DictConfig, setting
 
 from .dual_encoder import DualEncoderConfig
 from .fidelity import RESIZES, TF_INCEPTION
@@ -16,41 +17,67 @@ DUAL = "dual"
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(DictConfig):
     # what is scored
-    protocol: str = DEMO  # "demo" or "paper" (XMC-GAN's: 30,000 samples of COCO-2014 val, 3 runs): protocol.py
-    source: str = "coco"  # records/<source>/<split> of the processed data
-    split: str = "val"
+    protocol: str = setting(
+        DEMO,
+        help="demo (200 samples, one run) or paper (XMC-GAN's: 30,000 samples of COCO-2014 val, mean of 3 runs); "
+        "the report labels every score comparable to the paper's or not, and why",
+    )
+    source: str = setting("coco", help="records source to evaluate on: coco, ln_coco, ln_open_images")
+    split: str = setting("val", help="records split: val or train")
     # None takes the protocol's value (protocol.PROTOCOLS); a value given here overrides it, and the report says
     # whether the result is still comparable to the paper's
-    num_samples: int | None = None  # generated images = (image, caption) pairs of the fixed caption set
-    runs: int | None = None  # generations of the caption set with noise seeds seed, seed + 1, ...; scores: their mean
-    seed: int = 0  # chooses the caption set and the (first run's) generation noise
-    caption_set: str | None = None  # an existing caption_set.json to score on (else chosen from data and seed)
-    generation_batch: int = 32
+    num_samples: int | None = setting(
+        None, help="generated images, one per (image, caption) pair of the fixed caption set (default: the protocol's)"
+    )
+    runs: int | None = setting(
+        None,
+        help="generations of the caption set, noise seeds seed, seed + 1, ...; scores are the mean "
+        "(default: the protocol's)",
+    )
+    seed: int = setting(0, help="seed of the caption set choice and of the generation noise")
+    caption_set: str | None = setting(None, help="an existing caption_set.json to score on instead of choosing one")
+    generation_batch: int = setting(32, help="captions per generator batch")
     # FID / KID
-    extractor: str = TF_INCEPTION  # any torch-fidelity extractor name, e.g. inception-v3-compat (needs weights)
-    extractor_weights: str | None = None  # weights file; None: the offline TF-Inception package file
-    resize: str = "tf1-bilinear"  # how images reach 299x299: one of RESIZES
-    feature_batch: int = 16
-    kid_subset_size: int = 100
-    kid_subsets: int = 100
+    extractor: str = setting(
+        TF_INCEPTION, help="torch-fidelity feature extractor (tf-inception-2015-12-05, inception-v3-compat, ...)"
+    )
+    extractor_weights: str | None = setting(
+        None, help="weights file of the extractor (required by inception-v3-compat)"
+    )
+    resize: str = setting("tf1-bilinear", help="resize to 299x299: tf1-bilinear or bicubic-antialias")
+    feature_batch: int = setting(16, help="images per feature-extractor batch")
+    kid_subset_size: int = setting(100, help="KID subset size (capped at the number of samples)")
+    kid_subsets: int = setting(100, help="KID subsets")
     # R-precision
-    rprecision_encoder: str = DUAL  # "dual" (trained here) or a transformers CLIP hub name / folder
-    rprecision_candidates: int = 100
-    rprecision_repeats: int = 10
+    rprecision_encoder: str = setting(
+        DUAL, help="'dual' (trained here on the training split) or a CLIP hub name / folder"
+    )
+    rprecision_candidates: int = setting(
+        100, help="captions ranked per image (its own and the rest drawn from other images)"
+    )
+    rprecision_repeats: int = setting(10, help="repeats of the negative draw")
     # DualEncoderConfig or its fields; its token length defaults to the source's (COCO 17, narratives 64),
     # so a Localized Narratives caption is read whole and the embed step's vectors are reused
-    dual_encoder: DualEncoderConfig | dict = field(default_factory=dict)
+    dual_encoder: DualEncoderConfig | dict = setting(
+        factory=dict, help="dual encoder settings, YAML map (steps, dim, grid, input_size, backbone_weights, ...)"
+    )
     # The MirrorGAN paper's R-precision (DAMSM codes, components/evaluate/damsm.py): reported, never gated
-    damsm_rprecision: bool = False
-    damsm: dict = field(default_factory=dict)  # DAMSMConfig fields: the pretrain step's, so its DAMSM is reused
-    damsm_dir: str | None = None  # a pretrained DAMSM folder to score with (default: trained on the data, cached)
+    damsm_rprecision: bool = setting(
+        False, help="also report the MirrorGAN paper's R-precision by DAMSM codes (never gated)"
+    )
+    damsm: dict = setting(factory=dict, help="DAMSM settings, YAML map (those of the pretrain step share its DAMSM)")
+    damsm_dir: str | None = setting(
+        None, help="a pretrained DAMSM folder to score with (default: trained on the data, cached)"
+    )
     # report
-    demo_shapes: bool = False  # data is the demo shapes dataset: also score caption_accuracy
-    grid_captions: int = 8  # fixed captions shown in the sample grid
-    untrained_baseline: bool = False  # also score a randomly initialised generator of the same architecture
-    cache_dir: str = "data/cache/evaluate"  # real-image features, trained dual encoders
+    demo_shapes: bool = setting(False, help="the data is the demo shapes dataset: also score caption accuracy")
+    grid_captions: int = setting(8, help="fixed captions in the sample grid")
+    untrained_baseline: bool = setting(
+        False, help="also score a randomly initialised generator of the same architecture"
+    )
+    cache_dir: str = setting("data/cache/evaluate", help="cache of real-image features and trained dual encoders")
 
     def __post_init__(self) -> None:
         if isinstance(self.dual_encoder, dict):
@@ -95,14 +122,3 @@ class EvalConfig:
     def seeds(self) -> tuple[int, ...]:
         """The generation noise seed of each run."""
         return tuple(self.seed + run for run in range(self.runs))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EvalConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown eval config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from model.data import SOURCES
+from model.settings import DictConfig, setting
 
 from ..beam_io import LOCAL_MODES
 from .annotations import DEFAULT_IMAGE_DIRS
@@ -33,22 +34,32 @@ def beam_problems(config) -> list[str]:
 
 
 @dataclass(frozen=True)
-class IngestConfig:
-    input_root: str  # holds annotations/ and the image folders, local or any Beam filesystem
-    output_root: str  # records/, dead_letter/, counts/ are written under it
-    sources: tuple[str, ...] = ("coco", "ln_coco")
-    image_size: int = 128
-    resize: str = "stretch"  # the authors' bilinear resize of the whole image; "center_crop" keeps the aspect
-    min_image_side: int = 32
-    max_image_pixels: int = 89_478_485
-    max_caption_chars: int = 2000
-    coco_year: int | None = None  # 2014 or 2017; None: the one year present under annotations/
-    image_dirs: dict[str, str] = field(default_factory=dict)  # per source, overrides DEFAULT_IMAGE_DIRS
-    shard_bytes: int = 64 << 20  # target bytes of a Parquet file: a folder gets as many as its records need
-    runner: str = "DirectRunner"
-    local_workers: int = 2  # workers of the local runners (DirectRunner, FnApiRunner); others ignore it
-    local_mode: str = "threads"  # or "processes" (components/beam_io.py: why threads are safe)
-    beam_args: tuple[str, ...] = ()  # passed to Beam's PipelineOptions, e.g. ("--project=...",)
+class IngestConfig(DictConfig):
+    input_root: str = setting(help="folder (or gs://, s3:// URL) holding annotations/ and the image folders")
+    output_root: str = setting(help="where records/, dead_letter/ and counts/ are written")
+    sources: tuple[str, ...] = setting(("coco", "ln_coco"), help="sources to read: coco, ln_coco, ln_open_images")
+    image_size: int = setting(128, help="side of the square output images in pixels")
+    resize: str = setting(
+        "stretch", help="stretch (bilinear, whole image, as the authors) or center_crop (keeps the aspect ratio)"
+    )
+    min_image_side: int = setting(32, help="images with a smaller side are rejected")
+    max_image_pixels: int = setting(89_478_485, help="images declaring more pixels are rejected as decompression bombs")
+    max_caption_chars: int = setting(2000, help="longer captions are rejected")
+    coco_year: int | None = setting(None, help="2014 or 2017 when both COCO caption years are present")
+    image_dirs: dict[str, str] = setting(
+        factory=dict, help="image folder per source relative to the input root, with {split} and {year}"
+    )
+    shard_bytes: int = setting(
+        64 << 20, help="target bytes per Parquet file: the number of files per source and split follows the data's size"
+    )
+    runner: str = setting(
+        "DirectRunner", help="Beam runner (DirectRunner, FnApiRunner, DataflowRunner, FlinkRunner, ...)"
+    )
+    local_workers: int = setting(
+        2, help="workers of the local runners (DirectRunner, FnApiRunner; other runners ignore it)"
+    )
+    local_mode: str = setting("threads", help="threads or processes: how the local runners run their workers")
+    beam_args: tuple[str, ...] = setting((), help="more Beam pipeline options, as a YAML list")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -79,13 +90,6 @@ class IngestConfig:
         problems.extend(beam_problems(self))
         if problems:
             raise ValueError("invalid ingest config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> IngestConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := set(values) - known:
-            raise ValueError(f"unknown ingest options {sorted(unknown)}")
-        return cls(**values)
 
     @property
     def image_settings(self) -> ImageSettings:

@@ -28,10 +28,9 @@ def pretrain(
     dataset: Input[Dataset],
     source: str,
     preset: str,
-    train_overrides: dict,
-    damsm: dict,
-    stream: dict,
-    cache_root: str,
+    settings: dict,
+    train: dict,
+    cache_dir: str,
     runs_root: str,
     run_name: str,
     tracking_uri: str,
@@ -40,28 +39,31 @@ def pretrain(
 ) -> str:
     """DAMSM (STEM) and STREAM for the MirrorGAN preset; returns the folder the train step reads
     (<runs_root>/<run_name>/pretrained, on the volume the train step shares), which the `pretrained`
-    artifact copies for lineage. Networks are cached under cache_root/pretrain by data version and
-    settings: the evaluate step's DAMSM score reuses the DAMSM trained here. STREAM learns on images
-    of the generator's size: the preset's, or that of train_overrides' model_overrides."""
+    artifact copies for lineage. `settings`: PretrainConfig fields (the pipeline's `pretrain`
+    parameter). Networks are cached under cache_dir/pretrain by data version and settings: the
+    evaluate step's DAMSM score reuses the DAMSM trained here. STREAM learns on images of the
+    generator's size: the preset's, or that of the train settings' model_overrides."""
     import shutil
     from pathlib import Path
 
     from components.data_version import data_version
     from components.kfp_metrics import log_metrics
     from components.pretrain import PretrainConfig, run_pretraining
+    from components.settings import step_config
     from model.config import preset as preset_configs
 
     version = dataset.metadata.get("data_version") or data_version(dataset.path)
     folder = Path(runs_root) / run_name / "pretrained"
-    config = PretrainConfig(
+    config = step_config(
+        "pretrain",
+        PretrainConfig,
+        settings,
         data_root=dataset.path,
         out=str(folder),
         preset=preset,
-        image_size=preset_configs(preset, **train_overrides.get("model_overrides", {}))[0].image_size,
+        image_size=preset_configs(preset, **train.get("model_overrides", {}))[0].image_size,
         sources=(source,),
-        damsm=damsm,
-        stream=stream,
-        cache_dir=f"{cache_root}/pretrain",
+        cache_dir=f"{cache_dir}/pretrain",
         data_version=version,
     )
     manifest = run_pretraining(config, tracking_uri=tracking_uri or None)

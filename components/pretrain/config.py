@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 from model.config import PRESETS
 from model.data import SOURCES
 from model.mirrorgan.config import DAMSMConfig, StreamConfig
+from model.settings import DictConfig, setting
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    data_root: str
-    out: str
-    preset: str = "mirrorgan-64"  # the MirrorGAN preset to pretrain for: STREAM sees images at its size
-    image_size: int | None = None  # the generator's image size when model overrides change it (None: the preset's)
-    sources: tuple[str, ...] = ("coco",)
-    damsm: dict = field(default_factory=dict)  # DAMSMConfig fields over the authors' defaults
-    stream: dict = field(default_factory=dict)  # StreamConfig fields over the authors' defaults
-    cache_dir: str = "data/cache/pretrain"
-    data_version: str = ""  # empty: the DVC hash of data_root
+class PretrainConfig(DictConfig):
+    data_root: str = setting(help="processed data root (records/<source>/train from ingest)")
+    out: str = setting(help="output folder: damsm/, stream/, pretrained.json")
+    preset: str = setting(
+        "mirrorgan-64", help="the MirrorGAN preset to pretrain for (STREAM learns on images of its size)"
+    )
+    image_size: int | None = setting(None, help="the generator's image size, when model overrides change the preset's")
+    sources: tuple[str, ...] = setting(("coco",), help="sources to pretrain on, YAML list")
+    damsm: dict = setting(
+        factory=dict, help="DAMSMConfig fields, YAML map (image_size, epochs, batch_size, lr, gammas, ...)"
+    )
+    stream: dict = setting(factory=dict, help="StreamConfig fields, YAML map (vgg_layer, input_size, epochs, ...)")
+    cache_dir: str = setting(
+        "data/cache/pretrain", help="where pretrained networks are kept by data version and settings, and reused"
+    )
+    data_version: str = setting("", help="data version the cache is keyed by (default: the DVC hash of --data-root)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(self.sources))
@@ -48,13 +55,3 @@ class PretrainConfig:
     @property
     def stream_image_size(self) -> int:
         return self.image_size or PRESETS[self.preset].model.image_size
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> PretrainConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(values) - known):
-            raise ValueError(f"unknown pretrain options {unknown}; known: {sorted(known)}")
-        return cls(**values)

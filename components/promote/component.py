@@ -16,19 +16,17 @@ def gate(
     evaluation: Input[Artifact],
     model_name: str,
     tracking_uri: str,
-    max_fid: float,
-    min_rprecision: float,
-    min_caption_accuracy: float,
-    fid_tolerance: float,
-    rprecision_tolerance: float,
+    settings: dict,
     decision: Output[Artifact],
 ) -> bool:
     """Register the candidate as a new version (alias `challenger`) with its metrics and lineage,
-    and decide against the thresholds and the current champion. Moves no `champion` alias. An empty
-    model_name registers under the model's architecture ("xmcgan", "mirrorgan")."""
+    and decide against the thresholds (`settings`: GateConfig fields, the pipeline's `gate`
+    parameter) and the current champion. Moves no `champion` alias. An empty model_name registers
+    under the model's architecture ("xmcgan", "mirrorgan")."""
     from pathlib import Path
 
     from components.promote import GateConfig, promote
+    from components.settings import step_config
 
     summary = promote(
         evaluation=Path(evaluation.path) / "evaluation.json",
@@ -37,13 +35,7 @@ def gate(
         out_dir=decision.path,
         model_dir=model.path,
         move_champion=False,
-        gate=GateConfig(
-            max_fid=max_fid,
-            min_rprecision=min_rprecision,
-            min_caption_accuracy=min_caption_accuracy,
-            fid_tolerance=fid_tolerance,
-            rprecision_tolerance=rprecision_tolerance,
-        ),
+        gate=step_config("gate", GateConfig, settings),
     )
     decision.metadata.update(
         {"promote": summary["promote"], "name": summary["name"], "version": str(summary["version"])}

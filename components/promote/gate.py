@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from model.settings import DictConfig, setting
+
 
 @dataclass(frozen=True)
-class GateConfig:
-    max_fid: float = 150.0  # absolute ceiling; the demo's 64 px shapes sit far above COCO's ~10 (paper: 9.33)
-    min_rprecision: float = 0.1  # absolute floor of R@1 (chance is 1 / candidates = 0.01)
+class GateConfig(DictConfig):
+    max_fid: float = setting(150.0, help="promote only with FID at most this")
+    min_rprecision: float = setting(0.1, help="promote only with R-precision (R@1) at least this")
     # On the demo data: floor of the fraction of caption facts the generated pixels confirm
     # (components.demo_data); 0 leaves it ungated (real data has no pixel-checkable facts).
-    min_caption_accuracy: float = 0.0
-    fid_tolerance: float = 5.0  # the candidate may be worse than the champion by at most this much FID
-    rprecision_tolerance: float = 0.02  # ... and by at most this much R@1
-    reevaluate_champion: bool = True  # score the champion on the candidate's evaluation when it has no such score
+    min_caption_accuracy: float = setting(
+        0.0, help="on the demo data, promote only with caption accuracy at least this (0: not gated)"
+    )
+    fid_tolerance: float = setting(5.0, help="how much worse than the champion's FID the candidate may be")
+    rprecision_tolerance: float = setting(0.02, help="how much below the champion's R-precision the candidate may be")
+    reevaluate_champion: bool = setting(
+        True, help="score the champion on the candidate's evaluation when it has no such scores"
+    )
 
     def __post_init__(self) -> None:
         problems = [
@@ -27,16 +33,6 @@ class GateConfig:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if problems:
             raise ValueError("invalid gate config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> GateConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := set(values) - known:
-            raise ValueError(f"unknown gate config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass(frozen=True)

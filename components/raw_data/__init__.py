@@ -52,10 +52,10 @@ def resolve_raw_data(
         version = data_version(path) if local else f"unversioned:{raw_data_uri}"
         summary = {"kind": "uri", "input_root": path if local else raw_data_uri, "data_version": version}
     else:
-        from components.demo_data import DemoDataConfig, write_demo_dataset
+        from components.demo_data import write_demo_dataset
 
         target = out / "demo"
-        write_demo_dataset(DemoDataConfig(out=target, **(demo or {})))
+        write_demo_dataset(demo_config(demo, out=target))
         summary = {"kind": "demo", "input_root": str(target), "data_version": data_version(target)}
     (out / MANIFEST).write_text(json.dumps(summary, indent=2))
     log.info("raw data: %s", summary)
@@ -79,8 +79,17 @@ def raw_data_version(*, raw_data_uri: str = "", dvc_repo: str = "", dvc_rev: str
         return data_version(raw_data_uri.removeprefix("file://")) if local else f"unversioned:{raw_data_uri}"
     from components.lineage import code_fingerprint
 
-    settings = json.dumps({**(demo or {}), "code": code_fingerprint("components.demo_data.generate")}, sort_keys=True)
+    settings = {k: v for k, v in demo_config(demo, out=Path()).to_dict().items() if k != "out"}
+    settings = json.dumps({**settings, "code": code_fingerprint("components.demo_data.generate")}, sort_keys=True)
     return "demo:" + hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def demo_config(demo: dict | None, *, out: Path):
+    """The demo dataset's config from the pipeline's `demo` settings (DemoDataConfig fields)."""
+    from components.demo_data import DemoDataConfig
+    from components.settings import step_config
+
+    return step_config("demo", DemoDataConfig, demo or {}, out=out)
 
 
 def input_root(raw_folder: str | Path) -> str:

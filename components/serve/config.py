@@ -8,42 +8,50 @@ bounds bodies being read at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from model.settings import DictConfig, setting
 
 DEFAULT_MODEL_URI = "models:/xmcgan@champion"
 
 
 @dataclass(frozen=True)
-class ServeConfig:
+class ServeConfig(DictConfig):
     # where the generator comes from: a local model folder, models:/NAME@ALIAS or models:/NAME/VERSION
-    model_uri: str = DEFAULT_MODEL_URI
+    model_uri: str = setting(DEFAULT_MODEL_URI, help="a model folder, models:/NAME@ALIAS or models:/NAME/VERSION")
     # MLflow tracking URI for models:/ URIs; None falls back to MLFLOW_TRACKING_URI, as MLflow does
-    tracking_uri: str | None = None
+    tracking_uri: str | None = setting(
+        None, help="MLflow tracking URI for models:/ URIs (None: the MLFLOW_TRACKING_URI environment variable)"
+    )
     # the name on the endpoint paths: /v1/models/NAME:predict, /v2/models/NAME/infer
-    model_name: str = "xmcgan"
-    host: str = "0.0.0.0"
-    http_port: int = 8080
+    model_name: str = setting(
+        "xmcgan", help="name on the endpoint paths /v1/models/NAME:predict and /v2/models/NAME/infer"
+    )
+    host: str = setting("0.0.0.0", help="address to listen on (0.0.0.0 in a container, 127.0.0.1 for a local test)")
+    http_port: int = setting(8080, help="HTTP port")
     # the Open Inference Protocol's gRPC endpoint (V2), on the same host, beside HTTP
-    enable_grpc: bool = True
-    grpc_port: int = 8081
-    device: str = "cpu"
+    enable_grpc: bool = setting(True, help="serve V2 (Open Inference Protocol) over gRPC too")
+    grpc_port: int = setting(8081, help="gRPC port")
+    device: str = setting("cpu", help="torch device for the generator and text encoder (cpu, cuda, cuda:1)")
     # request limits
-    max_prompts: int = 8  # prompts in one request
-    max_images_per_prompt: int = 4
-    max_images_per_request: int = 16  # prompts x images per prompt
-    max_prompt_chars: int = 1000  # Localized Narratives captions run to several hundred characters
-    max_body_bytes: int = 64 * 1024
-    max_connections: int = 128  # open connections and in-flight requests; uvicorn answers 503 beyond
+    max_prompts: int = setting(8, help="most prompts in one request")
+    max_images_per_prompt: int = setting(4, help="most images per prompt")
+    max_images_per_request: int = setting(16, help="most images in one request (prompts x images per prompt)")
+    max_prompt_chars: int = setting(1000, help="longest prompt in characters")
+    max_body_bytes: int = setting(64 * 1024, help="largest request body in bytes (413 beyond)")
+    max_connections: int = setting(128, help="most open connections and in-flight requests (503 beyond)")
     # batching across requests: one generator call takes up to max_batch_images images, gathering
     # requests that arrive within batch_wait_ms of the first; at most max_queued_images wait in
     # total, beyond which requests are refused with 503 (the client retries after Retry-After)
-    max_batch_images: int = 8
-    batch_wait_ms: float = 3.0
-    max_queued_images: int = 64
+    max_batch_images: int = setting(8, help="most images in one generator call, gathered across requests")
+    batch_wait_ms: float = setting(
+        3.0, help="longest wait of a batch for more requests while others are in the server (milliseconds)"
+    )
+    max_queued_images: int = setting(64, help="most images waiting across requests before new requests get 503")
     # prompt embeddings kept for prompts seen before (least recently used dropped first): a hit skips
     # the text encoder; bounded by both entries and memory (0 entries: no cache)
-    prompt_cache_entries: int = 1024
-    prompt_cache_mib: float = 64.0
+    prompt_cache_entries: int = setting(1024, help="most prompt embeddings kept for prompts seen before (0: no cache)")
+    prompt_cache_mib: float = setting(64.0, help="most memory of the kept prompt embeddings, in MiB")
 
     def __post_init__(self) -> None:
         problems = []
@@ -75,6 +83,3 @@ class ServeConfig:
             )
         if problems:
             raise ValueError("invalid serve config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -10,10 +10,10 @@ from components.image import COMPONENT_IMAGE
 def train(
     dataset: Input[Dataset],
     source: str,
-    max_lengths: dict,
     preset: str,
-    train_overrides: dict,
-    time_limit_minutes: float,
+    settings: dict,
+    embed: dict,
+    pretrained: str,
     gpus: int,
     runs_root: str,
     run_name: str,
@@ -22,39 +22,39 @@ def train(
     seed: int,
     model: Output[Model],
     metrics: Output[Metrics],
-    pretrained: str = "",
-    encoder: str = "",
 ) -> str:
     """The trained generator (EMA weights) as a model folder; returns the MLflow run id.
 
-    The preset gives the architecture and the training recipe; `train_overrides` sets any
-    model.training.TrainConfig field explicitly (e.g. {"g_lr": 2e-4, "total_images": 50000}).
-    `pretrained` is the pretrain step's folder for MirrorGAN presets ("" for XMC-GAN's). `encoder`
-    is the text encoder whose embeddings to train on; "" takes the one the dataset's embeddings of
-    `source` were made with (the embed step's `encoder`, a hub name or a local path).
-    Checkpoints go to <runs_root>/<run_name>: a retried step resumes from them."""
+    The preset gives the architecture and the training recipe; `settings` (the pipeline's `train`
+    parameter) sets any model.training.TrainConfig field explicitly (e.g. {"g_lr": 2e-4,
+    "total_images": 50000}). The text encoder and token lengths are the embed step's (`embed`: its
+    settings), so the embeddings trained on are the ones it made. `pretrained` is the pretrain
+    step's folder for MirrorGAN presets ("" for XMC-GAN's). Checkpoints go to
+    <runs_root>/<run_name>: a retried step resumes from them."""
     import shutil
     from pathlib import Path
 
+    from components.embed import EmbedConfig
     from components.kfp_metrics import log_metrics
+    from components.settings import step_config
     from components.train.launch import embedded_encoder, run_training
     from model.training import TrainConfig
 
-    config = TrainConfig.from_dict(
-        {
-            "run_dir": str(Path(runs_root) / run_name),
-            "data_root": dataset.path,
-            "sources": (source,),
-            "encoder": encoder or embedded_encoder(dataset.path, source, int(max_lengths[source])),
-            "max_lengths": {name: int(length) for name, length in max_lengths.items()},  # JSON numbers arrive as floats
-            "preset": preset,
-            "pretrained": pretrained,
-            "time_limit_minutes": time_limit_minutes,
-            "seed": seed,
-            "provenance": {"dataset_data_version": dataset.metadata.get("data_version", "")},
-            **train_overrides,
-            "origins": {name: "pipeline train_overrides" for name in train_overrides},
-        }
+    max_lengths = EmbedConfig.from_dict({"data_root": dataset.path, **embed}).max_lengths
+    config = step_config(
+        "train",
+        TrainConfig,
+        settings,
+        run_dir=str(Path(runs_root) / run_name),
+        data_root=dataset.path,
+        sources=(source,),
+        encoder=embedded_encoder(dataset.path, source, max_lengths[source]),
+        max_lengths=max_lengths,
+        preset=preset,
+        pretrained=pretrained,
+        seed=seed,
+        provenance={"dataset_data_version": dataset.metadata.get("data_version", "")},
+        origins={name: "pipeline train settings" for name in settings},
     )
     summary = run_training(
         config=config,

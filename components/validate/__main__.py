@@ -8,35 +8,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..cli import add_config_arguments, config_from_arguments, load_params
+from ..cli import config_parser, parse_config
 from . import ValidateConfig, failure_lines, run_validate
 
-HELP = {
-    "data_root": "ingest's output root (records/, counts/, embeddings/)",
-    "report_dir": "where validation.json and validation.html go (default: <data-root>/validation)",
-    "sources": "sources to check",
-    "image_size": "expected image side in pixels (default: the size ingest recorded)",
-    "min_caption_chars": "shortest caption allowed",
-    "max_caption_chars": "longest caption allowed",
-    "captions_per_image": "[min, max] captions per image, per source",
-    "split_min_images": "least images per split",
-    "max_dead_letter_fraction": "largest rejected / input fraction per source, split and unit",
-    "require_embeddings": "sources that must have caption embeddings, as a YAML list",
-}
 
-
-def parse_config(argv: list[str] | None = None) -> ValidateConfig:
-    parser = argparse.ArgumentParser(prog="python -m components.validate", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("--params", type=Path, help="a params.yaml whose `validate` section gives defaults")
-    add_config_arguments(parser, ValidateConfig, HELP)
-    args = parser.parse_args(argv)
-    return config_from_arguments(parser, args, ValidateConfig, section=load_params(args.params, "validate"))
+def parse_arguments(argv: list[str] | None = None) -> tuple[ValidateConfig, argparse.Namespace]:
+    parser = config_parser(
+        doc=__doc__, prog="python -m components.validate", config_class=ValidateConfig, section="validate"
+    )
+    return parse_config(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    summary = run_validate(config=parse_config(argv))
+    summary = run_validate(config=parse_arguments(argv)[0])
     report = summary["reports"]["html"]
     if not summary["success"]:
         lines = "\n  ".join(failure_lines(summary["results"]))

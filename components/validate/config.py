@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from model.data import SOURCES, SPLITS
+from model.settings import DictConfig, setting
 
 from ..ingest.config import absolute
 
@@ -13,18 +14,22 @@ DEFAULT_CAPTIONS_PER_IMAGE = {"coco": (1, 7), "ln_coco": (1, 10), "ln_open_image
 
 
 @dataclass(frozen=True)
-class ValidateConfig:
-    data_root: str  # ingest's output root: records/, counts/, embeddings/
-    report_dir: str = ""  # validation.json and validation.html; default <data_root>/validation
-    sources: tuple[str, ...] = ("coco", "ln_coco")
-    image_size: int | None = None  # expected side of every image; None: the size ingest recorded in counts/
-    min_caption_chars: int = 3
-    max_caption_chars: int = 2000
-    captions_per_image: dict[str, tuple[int, int]] = field(default_factory=dict)  # per source, over the defaults
-    split_min_images: dict[str, int] = field(default_factory=lambda: {"train": 1, "val": 1})
-    max_dead_letter_fraction: float = 0.01  # rejected / in, per source, split and unit (files, annotations, images)
+class ValidateConfig(DictConfig):
+    data_root: str = setting(help="ingest's output root (records/, counts/, embeddings/)")
+    report_dir: str = setting("", help="where validation.json and validation.html go (default: <data-root>/validation)")
+    sources: tuple[str, ...] = setting(("coco", "ln_coco"), help="sources to check")
+    image_size: int | None = setting(None, help="expected image side in pixels (default: the size ingest recorded)")
+    min_caption_chars: int = setting(3, help="shortest caption allowed")
+    max_caption_chars: int = setting(2000, help="longest caption allowed")
+    captions_per_image: dict[str, tuple[int, int]] = setting(
+        factory=dict, help="[min, max] captions per image, per source"
+    )
+    split_min_images: dict[str, int] = setting(factory=lambda: {"train": 1, "val": 1}, help="least images per split")
+    max_dead_letter_fraction: float = setting(0.01, help="largest rejected / input fraction per source, split and unit")
     # sources that must have caption embeddings (True: all of them); embeddings found are checked in any case
-    require_embeddings: tuple[str, ...] | bool = ()
+    require_embeddings: tuple[str, ...] | bool = setting(
+        (), help="sources that must have caption embeddings, as a YAML list"
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -61,9 +66,3 @@ class ValidateConfig:
             problems.append(f"max_dead_letter_fraction must be in [0, 1], got {self.max_dead_letter_fraction}")
         if problems:
             raise ValueError("invalid validate config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ValidateConfig:
-        if unknown := set(values) - {f.name for f in fields(cls)}:
-            raise ValueError(f"unknown validate options {sorted(unknown)}")
-        return cls(**values)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import VGG_LAYERS, _DictMixin
+from ..config import VGG_LAYERS
+from ..settings import DictConfig
 
 
 def _problems(config, *, positive: tuple[str, ...], fractions: tuple[str, ...] = ()) -> list[str]:
@@ -28,7 +29,7 @@ def _problems(config, *, positive: tuple[str, ...], fractions: tuple[str, ...] =
 
 
 @dataclass(frozen=True)
-class DAMSMConfig(_DictMixin):
+class DAMSMConfig(DictConfig):
     """STEM (bi-LSTM text encoder) and DAMSM's image encoder, and how they are pretrained together.
 
     Image side: the frozen Inception-v3 trunk at `image_size` (authors: 299), regions from Mixed_6e
@@ -75,7 +76,7 @@ class DAMSMConfig(_DictMixin):
 
 
 @dataclass(frozen=True)
-class StreamConfig(_DictMixin):
+class StreamConfig(DictConfig):
     """STREAM, the captioner that redescribes G's last image.
 
     The authors: a frozen ImageNet ResNet-152 at 224 px, pooled 2048 -> Linear(256) + BatchNorm,
