@@ -4,7 +4,7 @@ MirrorGAN's pretraining (DAMSM, STREAM; cached by data version), and the XMC-GAN
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.image import COMPONENT_IMAGE
+from components.container_image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

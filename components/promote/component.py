@@ -7,7 +7,7 @@ an artifact that promote and deploy read the registered version from.
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
-from components.image import COMPONENT_IMAGE
+from components.container_image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
