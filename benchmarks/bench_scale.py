@@ -10,9 +10,10 @@ project's real entry points, so its wall time and peak memory are its own:
     embed coco           python -m components.embed --params params.yaml --sources '[coco]'   (17 tokens)
     embed ln_coco        python -m components.embed --params params.yaml --sources '[ln_coco]'  (64 tokens)
     prepare_arrays       model.training_data.prepare_arrays of the coco train split (what training runs first)
-    eval real features   the evaluation's real-image statistics of the coco train split: read_records,
-                         resize_all, fidelity_scores (Inception features of every real image through
-                         cached_real_features, then FID/KID of the caption set's real images against them)
+    eval real features   the evaluation's real-image statistics of the coco train split: read_split,
+                         real_split_features (Inception features of every real image, streamed from the
+                         record files in bounded chunks, through cached_real_features), fid_kid_scores
+                         (FID/KID of the caption set's real images against them)
 
 The evaluation normally scores the val split; it runs on the train split here so that it sees N images
 (its cost per image does not depend on the split). Memory: the peak resident set of the stage's
@@ -97,25 +98,29 @@ def run_prepare_arrays(data_root: Path, scratch: Path, params: Path, image_size:
 
 
 def run_eval_real_features(data_root: Path, scratch: Path, params: Path, image_size: int, encoder: str) -> dict:
-    """The real-image half of evaluate() (components/evaluate/evaluation.py), in its order: the split's
-    records, the caption set, the split at the generator's resolution, then its Inception features
-    (cached_real_features, a miss in this fresh cache) and FID/KID of the set's real images against them."""
+    """The real-image half of evaluate() (components/evaluate/evaluation.py), its own functions in its order:
+    the split's records (ids and captions; images left in the files), the caption set, the extractor, the
+    split's Inception features streamed from the record files at the generator's resolution
+    (real_split_features, a miss in this fresh cache), and FID/KID of the set's real images against them."""
     from components.evaluate.config import EvalConfig
-    from components.evaluate.data import read_records, rows_of
-    from components.evaluate.evaluation import caption_set_for, fidelity_scores, resize_all
+    from components.evaluate.data import read_split, rows_of
+    from components.evaluate.evaluation import caption_set_for, fid_kid_scores, real_split_features
+    from components.evaluate.fidelity import create_extractor
 
-    records = read_records(data_root, "coco", "train")
+    records = read_split(data_root, "coco", "train")
     # the evaluation's default caption set (the demo protocol's), or the whole split at the test's tiny sizes
     samples = min(EvalConfig().num_samples, len(records))
     config = EvalConfig(source="coco", split="train", cache_dir=str(scratch / "eval-cache"), num_samples=samples)
     caption_set = caption_set_for(config, records, data_version="bench-scale")
     set_rows = rows_of(caption_set, records)
-    real_split = resize_all(records.images, (image_size, image_size))
+    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
     split_fields = {"data_version": "bench-scale", "source": config.source, "split": config.split}
-    scores, _, timings = fidelity_scores(
-        {"real": real_split[set_rows]}, real_split, set_rows, config, key_fields=split_fields, log=lambda _: None
+    real_features, seconds = real_split_features(
+        records.images, (image_size, image_size), extractor, config, key_fields=split_fields, log=lambda _: None
     )
-    return {"images": len(records), "fid_real_vs_split": round(scores["real"]["fid"], 3), **timings}
+    scores = fid_kid_scores({"real": None}, real_features, set_rows, extractor, config)
+    return {"images": len(records), "fid_real_vs_split": round(scores["real"]["fid"], 3),
+            "real_features_seconds": seconds}  # fmt: skip
 
 
 CHILD_STAGES = {"prepare_arrays": run_prepare_arrays, "eval real features": run_eval_real_features}

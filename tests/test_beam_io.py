@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import random
 import signal
 import subprocess
@@ -216,3 +217,42 @@ def test_dask_retries_work_of_a_killed_worker_without_loss_or_doubling(dask_clus
     assert marker.exists()  # a worker did die writing, and its work was done again elsewhere
     beam_io.settle(staging)
     check_numbers_output(Path(staging))
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: the local runner keeps every PCollection crossing a stage in memory, so rows must not cross one.
+
+
+def writer_peak(tmp_path: Path, rows: int, payload: int) -> int:
+    """Peak traced memory of one in-process pipeline that makes `rows` rows of `payload` bytes and writes them
+    through WriteParquetShards (32 KiB shards): the rows are made inside the pipeline, not held by a Create."""
+    import tracemalloc
+
+    staging = str(tmp_path / f"rows-{rows}")
+    pipeline = beam_io.make_pipeline("DirectRunner", (), local_workers=1)
+    made = (
+        pipeline
+        | "Keys" >> beam.Create(range(rows))
+        | "Rows" >> beam.Map(lambda i, n=payload: {"key": i, "payload": i.to_bytes(4, "big") * (n // 4)})
+    )
+    beam_io.join_sinks([made | "Write" >> beam_io.WriteParquetShards(
+        staging=staging, folder_of=lambda row: "table", schema=SCHEMA, sort_key=lambda row: row["key"],
+        shard_bytes=32 << 10, rows_per_group=16,
+    )])  # fmt: skip
+    tracemalloc.start()
+    try:
+        beam_io.finish(pipeline.run(), "rows")
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        beam_io.settle(staging)
+        assert beam_io.parquet_rows(posixpath.join(staging, "table")) == rows
+        assert not (Path(staging) / beam_io.SPILL_DIR).exists()
+
+
+def test_the_parquet_writer_holds_about_one_shard_not_the_table(tmp_path):
+    """4x the rows: the writer's peak memory grows by far less than the rows' bytes (grouping the rows
+    themselves held them: 3.7 MiB more for these 2.9 MiB of rows, measured, against 0.2 MiB with spilling)."""
+    payload = 4096
+    small, large = writer_peak(tmp_path, 250, payload), writer_peak(tmp_path, 1000, payload)
+    assert large - small < 750 * payload / 4, f"peak {small / 2**20:.1f} -> {large / 2**20:.1f} MiB"

@@ -256,3 +256,20 @@ def test_a_champion_from_another_evaluation_is_rescored_by_the_evaluate_step(
     assert rescored["evaluation_key"] == key_b  # the champion's folder was scored on b's evaluation
     assert rescored["fid"] == pytest.approx(summaries["b"]["evaluation"]["metrics"]["fid"], rel=1e-4)  # same weights
     assert any("champion v1" in r for r in summaries["b"]["reasons"])
+
+
+def test_real_features_streamed_from_the_files_equal_one_pass_over_the_decoded_split(records_root, monkeypatch):
+    """The split streamed in chunks of whole feature batches gives the extractor the batches of one pass over
+    the decoded split (the old path): the same features, bit for bit, whatever the chunking."""
+    from components.evaluate import evaluation
+    from components.evaluate.data import read_split
+    from components.evaluate.fidelity import create_extractor, extract_features
+
+    extractor = create_extractor(PIXEL_STATS)
+    decoded = read_records(records_root, "coco", "val")
+    one_pass = extract_features(evaluation.resize_all(decoded.images, (32, 32)), extractor, batch_size=3)
+    monkeypatch.setattr(evaluation, "REAL_CHUNK_BATCHES", 2)  # chunks of 6 of the 16 images: 6, 6, 4
+    split = read_split(records_root, "coco", "val").images
+    for images in (split, decoded.images):
+        streamed = evaluation.streamed_features(images, (32, 32), extractor, batch_size=3)
+        assert torch.equal(streamed, one_pass)

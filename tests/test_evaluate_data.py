@@ -6,6 +6,7 @@ other evaluation tests import it.
 
 import io
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from components.evaluate.data import CaptionSet, choose_caption_set, read_records, rows_of
+from components.evaluate.data import CaptionSet, choose_caption_set, read_records, read_split, rows_of
 from model.data import RECORD_SCHEMA, records_dir
 
 
@@ -112,3 +113,55 @@ def test_pairs_map_to_their_records_and_changed_data_is_detected(records_root):
     )
     with pytest.raises(ValueError, match="does not match the records"):
         rows_of(changed, records)
+
+
+def sorted_records(root: Path, count: int, *, size: int = 64, files: int = 2, rows_per_group: int = 8) -> Path:
+    """`count` noise images as records/coco/train, sharded by id and sorted within each file as ingest writes them."""
+    rng = np.random.default_rng(count)
+    rows = []
+    for i in range(count):
+        png = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(png, format="PNG")
+        rows.append({"image_id": f"{i:06d}", "source": "coco", "split": "train", "file_name": f"{i}.png",
+                     "image": png.getvalue(), "width": size, "height": size, "original_width": size,
+                     "original_height": size, "captions": [f"caption {i}"]})  # fmt: skip
+    folder = Path(records_dir(root, "coco", "train"))
+    folder.mkdir(parents=True)
+    for f in range(files):
+        table = pa.Table.from_pylist(rows[f::files], schema=RECORD_SCHEMA)
+        pq.write_table(table, folder / f"part-{f:05d}-of-{files:05d}.parquet", row_group_size=rows_per_group)
+    return root
+
+
+def test_split_images_stream_the_records_in_their_order(records_root):
+    decoded = read_records(records_root, "coco", "val")
+    split = read_split(records_root, "coco", "val")
+    assert split.image_ids == decoded.image_ids and split.captions == decoded.captions
+    streamed = list(split.images.batches(5))
+    assert [len(b) for b in streamed] == [5, 5, 5, 1]
+    assert np.array_equal(np.concatenate(streamed), decoded.images)  # files interleaved: rows come from both
+    assert np.array_equal(split.images[[3, 0, 3]], decoded.images[[3, 0, 3]])
+    resized = np.concatenate(list(split.images.batches(7, size=32)))
+    assert np.array_equal(resized, read_records(records_root, "coco", "val", image_size=32).images)
+    assert read_split(records_root, "coco", "val", limit=4).image_ids == decoded.image_ids[:4]
+
+
+def test_streaming_a_split_holds_a_few_row_groups_not_the_split(tmp_path):
+    """The evaluation's real statistics stream the split: peak traced memory at 4N images stays near that at N,
+    where decoding the split whole (read_records) grows by every image (64 x 64 x 3 bytes each)."""
+
+    def peak(count: int, whole: bool) -> int:
+        root = sorted_records(tmp_path / f"{count}-{whole}", count)
+        tracemalloc.start()
+        if whole:
+            read_records(root, "coco", "train")
+        else:
+            for _ in read_split(root, "coco", "train").images.batches(16):
+                pass
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak_bytes
+
+    image_bytes = 64 * 64 * 3
+    assert peak(256, whole=True) - peak(64, whole=True) > 192 * image_bytes  # what would grow
+    assert peak(256, whole=False) - peak(64, whole=False) < 192 * image_bytes / 4  # ids and captions only

@@ -31,7 +31,7 @@ from components.demo_data import caption_accuracy
 
 from .config import DUAL, EvalConfig
 from .damsm import damsm_encoder_for, damsm_scores
-from .data import CaptionSet, choose_caption_set, read_records, read_table, rows_of
+from .data import CaptionSet, SplitImages, choose_caption_set, read_split, read_table, rows_of
 from .dual_encoder import dual_encoder_for
 from .fidelity import RealFeaturesKey, cached_real_features, create_extractor, extract_features, fid_kid
 from .protocol import COCO_2014_VAL_PREFIX, paper_labels
@@ -132,10 +132,35 @@ def caption_set_for(config: EvalConfig, records, *, data_version: str) -> Captio
     )
 
 
-def real_split_features(split_images: np.ndarray, image_size: tuple[int, int], extractor, config, *, key_fields, log):
-    """Features of all real images of the split at the generator's resolution (`image_size`), cached per key:
-    both resizes (to the generator's size, then the extractor's to 299 x 299) and the extraction run only on
-    a cache miss. Returns (features, seconds)."""
+REAL_CHUNK_BATCHES = 8  # the real split goes through the extractor this many feature batches at a time
+
+
+def split_chunks(split_images: np.ndarray | SplitImages, rows: int):
+    """The split's images in order, `rows` at a time: streamed from the record files (a SplitImages) or sliced."""
+    if isinstance(split_images, SplitImages):
+        yield from split_images.batches(rows)
+    else:
+        for start in range(0, len(split_images), rows):
+            yield split_images[start : start + rows]
+
+
+def streamed_features(split_images, image_size: tuple[int, int], extractor, *, batch_size: int) -> torch.Tensor:
+    """Features of every image of the split in order, read, resized and extracted a few feature batches at a
+    time. Each chunk is a whole number of batches, so the extractor sees exactly the batches of one pass over
+    the decoded split: the same features, bit for bit."""
+    chunk_rows = batch_size * REAL_CHUNK_BATCHES
+    parts = [
+        extract_features(resize_all(chunk, image_size), extractor, batch_size=batch_size)
+        for chunk in split_chunks(split_images, chunk_rows)
+    ]
+    return torch.cat(parts)
+
+
+def real_split_features(split_images, image_size: tuple[int, int], extractor, config, *, key_fields, log):
+    """Features of all real images of the split (a SplitImages, streamed from the record files, or a decoded
+    array) at the generator's resolution (`image_size`), cached per key: reading, both resizes (to the
+    generator's size, then the extractor's to 299 x 299) and the extraction run only on a cache miss, in
+    bounded chunks. Returns (features, seconds)."""
     key = RealFeaturesKey(
         **key_fields,
         extractor=extractor.name,
@@ -148,7 +173,7 @@ def real_split_features(split_images: np.ndarray, image_size: tuple[int, int], e
     real_features, cache_hit = cached_real_features(
         key,
         Path(config.cache_dir),
-        lambda: extract_features(resize_all(split_images, image_size), extractor, batch_size=config.feature_batch),
+        lambda: streamed_features(split_images, image_size, extractor, batch_size=config.feature_batch),
     )
     log(f"evaluate: real features of {len(split_images)} images {'from cache' if cache_hit else 'computed'}")
     return real_features, time.perf_counter() - clock
@@ -167,20 +192,6 @@ def fid_kid_scores(image_sets: dict, real_features: torch.Tensor, set_rows: list
         )
         for name, images in image_sets.items()
     }
-
-
-def fidelity_scores(image_sets: dict, real_split: np.ndarray, set_rows: list[int], config, *, key_fields, log):
-    """One run's FID / KID of each image set against all real images of the split (`real_split`, at the
-    generator's resolution), in one call: the extractor, the split's features, the scores. Returns
-    (scores per set, extractor, timings). `evaluate` runs the same parts, the first two once for all runs."""
-    extractor = create_extractor(config.extractor, weights=config.extractor_weights, resize=config.resize)
-    real_features, seconds = real_split_features(
-        real_split, real_split.shape[1:3], extractor, config, key_fields=key_fields, log=log
-    )
-    timings = {"real_features_seconds": seconds}
-    with _timed(timings, "generated_features_seconds"):
-        scores = fid_kid_scores(image_sets, real_features, set_rows, extractor, config)
-    return scores, extractor, timings
 
 
 def cached_text_embeddings(encoder: ImageTextEncoder, texts: list[str], cache_dir: Path) -> torch.Tensor:
@@ -256,7 +267,7 @@ def evaluate(
         generate, pipeline = generator_from_model_dir(model_dir, batch_size=config.generation_batch)
         provenance = dict(pipeline.provenance)
 
-    records = read_records(data_root, config.source, config.split)
+    records = read_split(data_root, config.source, config.split)  # images streamed, never all decoded
     caption_set = caption_set_for(config, records, data_version=data_version)
     caption_set.save(out_dir / "caption_set.json")
     captions, set_rows = list(caption_set.captions), rows_of(caption_set, records)
