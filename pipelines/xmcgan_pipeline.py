@@ -44,7 +44,7 @@ from components.pretrain.component import pretrain as pretrain_op
 from components.pretrain.config import PretrainConfig
 from components.promote.component import gate as gate_op
 from components.promote.component import promote as promote_op
-from components.promote.gate import GateConfig
+from components.promote.config import GateConfig
 from components.raw_data.component import raw_data as raw_data_op
 from components.raw_data.component import raw_data_version as raw_data_version_op
 from components.settings import WIRED, section_settings, settable_fields, step_defaults

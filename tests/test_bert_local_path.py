@@ -71,7 +71,7 @@ def write_records(root: Path, *, image_size: int = 32) -> Path:
 def test_a_bert_folder_goes_through_embed_train_evaluate_and_serve_at_its_own_width(tmp_path):
     from components.embed import EmbedConfig, run_embed
     from components.evaluate import EvalConfig, evaluate
-    from components.train.launch import embedded_encoder
+    from components.train.run import embedded_encoder
     from model.sampling import TextToImage
     from model.training import TrainConfig, train
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from components.promote.gate import GateConfig, decide
+from components.promote.config import GateConfig
+from components.promote.gate import decide
 
 GATE = GateConfig(max_fid=50.0, min_rprecision=0.3, fid_tolerance=2.0, rprecision_tolerance=0.02)
 

@@ -128,7 +128,7 @@ class FakeCustomObjects:
 
 @pytest.mark.parametrize("exists", [True, False], ids=["patch-existing", "create-new"])
 def test_kserve_deploy_patches_or_creates_then_waits_for_ready(monkeypatch, tmp_path, exists):
-    import components.deploy as deploy_module
+    import components.deploy.run as deploy_module
 
     requested = {}
     monkeypatch.setattr(deploy_module.time, "sleep", lambda seconds: None)

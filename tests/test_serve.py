@@ -588,7 +588,7 @@ def test_grpc_refuses_inference_before_the_model_is_ready(grpc_edge):
 def app_and_model(tiny_model):
     """kserve's (module-global) app serving the tiny model, not yet loaded."""
     from components.serve.predictor import XMCGANPredictor
-    from components.serve.server import build_app
+    from components.serve.run import build_app
 
     config = ServeConfig(model_uri=str(tiny_model), host="127.0.0.1", http_port=0, max_body_bytes=4096)
     model = XMCGANPredictor(config)

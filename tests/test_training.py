@@ -289,7 +289,7 @@ def test_an_image_budget_gives_the_same_model_on_a_fast_or_slow_machine(processe
 def test_mlflow_run_holds_params_metrics_samples_and_model(processed_demo, tmp_path):
     from mlflow import MlflowClient
 
-    from components.train.launch import run_training
+    from components.train.run import run_training
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     summary = run_training(

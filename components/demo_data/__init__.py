@@ -1,6 +1,7 @@
 """The embedded default dataset: coloured shapes with captions that say exactly what is drawn."""
 
-from .generate import DemoDataConfig, write_demo_dataset
+from .config import DemoDataConfig
+from .run import write_demo_dataset
 from .scenes import caption_accuracy, caption_facts, check_facts
 
 __all__ = ["DemoDataConfig", "caption_accuracy", "caption_facts", "check_facts", "write_demo_dataset"]

@@ -10,7 +10,8 @@ from pathlib import Path
 from model.progress import progress_bar
 
 from ..cli import config_parser, parse_config
-from .generate import DemoDataConfig, write_demo_dataset
+from .config import DemoDataConfig
+from .run import write_demo_dataset
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[DemoDataConfig, argparse.Namespace]:

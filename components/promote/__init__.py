@@ -1,8 +1,9 @@
 """Promotion: the gate (thresholds, no regression against the champion) and the MLflow model registry."""
 
-from .gate import Decision, GateConfig, decide
-from .promotion import crown, promote
+from .config import GateConfig
+from .gate import Decision, decide
 from .registry import CHALLENGER, CHAMPION, download_model, load_champion
+from .run import crown, promote
 
 __all__ = [
     "CHALLENGER",

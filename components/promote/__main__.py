@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from ..cli import config_parser, parse_config
-from .gate import GateConfig
-from .promotion import promote
+from .config import GateConfig
+from .run import promote
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     # same image made alone (the predictor checks this at load; see rendering.batch_invariant_math)
     os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     del sys.argv[1:]  # kserve parses sys.argv when imported; these options are ours, not its
-    from .server import serve
+    from .run import serve
 
     sys.exit(serve(config))
 

@@ -15,7 +15,7 @@ import sys
 from model.training import TrainConfig
 
 from ..cli import config_parser, parse_config
-from .launch import run_training
+from .run import run_training
 from .tracking import DEFAULT_TRACKING_URI
 
 

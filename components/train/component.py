@@ -37,7 +37,7 @@ def train(
     from components.embed import EmbedConfig
     from components.kfp_metrics import log_metrics
     from components.settings import step_config
-    from components.train.launch import embedded_encoder, run_training
+    from components.train.run import embedded_encoder, run_training
     from model.training import TrainConfig
 
     max_lengths = EmbedConfig.from_dict({"data_root": dataset.path, **embed}).max_lengths

@@ -17,7 +17,8 @@ from components.lineage import code_version
 from components.tracking import use_experiment
 
 from . import registry
-from .gate import Decision, GateConfig, decide
+from .config import GateConfig
+from .gate import Decision, decide
 
 EXPERIMENT = "xmcgan-promotion"
 GATE_METRICS = ("fid", "kid_mean", "r_precision", "r_precision_std", "caption_accuracy")
