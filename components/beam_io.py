@@ -13,7 +13,7 @@ Correct on any runner, whatever it does with bundles:
 - Rows do not travel through the runner to their shard: each is appended to a spill file of its bundle
   under the staging folder where it is made, and only a reference (file, offset, length, sort key, size)
   is grouped; a shard's writer reads its rows back. A local runner keeps every PCollection that crosses a
-  stage in memory, so grouping the rows themselves held the whole output there (about 8 copies of it).
+  stage in memory, so grouping the rows themselves held the whole output there (several copies of it).
 - After the pipeline has finished, `publish` moves the staged outputs into place, each folder by one
   rename, and the step's completion marker (its counts or encoder.json) last: a step killed at any point
   leaves its previous outputs or none, never a half-written set under the final names.
@@ -172,12 +172,31 @@ class _WriteAttempt(beam.DoFn):
 
     def process(self, keyed):
         relative, items = keyed
-        data = self.render(relative, [item for item in items if item is not None])  # None: an empty shard's marker
+        items = [item for item in items if item is not None]  # None: an empty shard's marker
         attempt = f"{posixpath.join(self.staging, relative)}{ATTEMPT}{uuid.uuid4().hex}"
         with FileSystems.create(attempt + INPROGRESS) as stream:  # creates missing local folders
-            stream.write(data)
+            self.write(relative, items, stream)
         FileSystems.rename([attempt + INPROGRESS], [attempt])  # complete from here on
         yield relative
+
+    def write(self, relative: str, items: list, stream) -> None:
+        stream.write(self.render(relative, items))
+
+
+class _WriteParquetAttempt(_WriteAttempt):
+    """(shard path, spilled rows' references) -> the shard, sorted, written a row group at a time: a row
+    group's rows are read from the spill files, encoded and written before the next is read."""
+
+    def __init__(self, staging: str, schema: pa.Schema, rows_per_group: int):
+        super().__init__(staging, render=None)
+        self.schema, self.rows_per_group = schema, rows_per_group
+
+    def write(self, relative: str, refs: list, stream) -> None:
+        refs = sorted(refs, key=lambda ref: ref[3])  # by the rows' sort key
+        with SpillReader() as reader, pq.ParquetWriter(stream, self.schema) as writer:
+            for start in range(0, max(len(refs), 1), self.rows_per_group):  # as parquet_bytes
+                rows = reader.read(refs[start : start + self.rows_per_group])
+                writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
 
 
 class WriteFiles(beam.PTransform):
@@ -243,31 +262,39 @@ class _SpillRows(beam.DoFn):
             self.stream.close()
 
 
-def read_spilled(refs: list) -> list:
-    """The rows of (spill file, offset, length, ...) references, read file by file in offset order; returned in
-    the order of `refs`."""
-    rows: list = [None] * len(refs)
-    by_file: dict[str, list[int]] = {}
-    for i, ref in enumerate(refs):
-        by_file.setdefault(ref[0], []).append(i)
-    for path, indices in by_file.items():
-        indices.sort(key=lambda i: refs[i][1])
-        with FileSystems.open(path, compression_type=RAW) as stream:
-            position = 0
-            for i in indices:
-                _, offset, length = refs[i][:3]
-                if offset != position:
-                    stream.seek(offset)
-                rows[i] = pickle.loads(stream.read(length))
-                position = offset + length
-    return rows
+class SpillReader:
+    """Reads spilled rows by their (spill file, offset, length, ...) references, keeping each file open."""
+
+    def __init__(self):
+        self.streams: dict = {}
+
+    def __enter__(self) -> SpillReader:
+        return self
+
+    def __exit__(self, *_) -> None:
+        for stream in self.streams.values():
+            stream.close()
+        self.streams.clear()
+
+    def read(self, refs: list) -> list:
+        """The rows of `refs`, in their order (each file read in offset order)."""
+        rows: list = [None] * len(refs)
+        for i in sorted(range(len(refs)), key=lambda i: (refs[i][0], refs[i][1])):
+            path, offset, length = refs[i][:3]
+            if path not in self.streams:
+                self.streams[path] = FileSystems.open(path, compression_type=RAW)
+            stream = self.streams[path]
+            stream.seek(offset)
+            rows[i] = pickle.loads(stream.read(length))
+        return rows
 
 
 class WriteParquetShards(beam.PTransform):
     """Row dicts -> <staging>/<folder_of(row)>/part-SSSSS-of-NNNNN.parquet. A folder gets as many shards as its
     rows' bytes need at `shard_bytes` each; a row's shard is a stable hash of its sort key, rows are sorted
     within a shard, and every shard is written, empty or not. Rows wait in spill files under
-    <staging>/_spill (see the module's docstring): a worker holds at most one shard's rows."""
+    <staging>/_spill (see the module's docstring); a shard's writer reads and writes them a row group at a
+    time, so a worker holds one row group's rows and the shard's references, not the shard."""
 
     def __init__(
         self, *, staging: str, folder_of: Callable, schema: pa.Schema, sort_key: Callable, shard_bytes: int,
@@ -303,14 +330,11 @@ class WriteParquetShards(beam.PTransform):
             lambda folder, n: [(shard_name(folder, s, n, ".parquet"), None) for s in range(n)]
         )
 
-        def render(path: str, refs: list) -> bytes:
-            return parquet_bytes(sorted(read_spilled(refs), key=sort_key), schema, rows_per_group)
-
         return (
             (placed, every_shard)
             | "Shards and rows" >> beam.Flatten()
             | "Group shards" >> beam.GroupByKey()
-            | "Write shards" >> beam.ParDo(_WriteAttempt(self.staging, render))
+            | "Write shards" >> beam.ParDo(_WriteParquetAttempt(self.staging, schema, rows_per_group))
         )
 
 
