@@ -33,7 +33,7 @@ from components.demo_data import DemoDataConfig, write_demo_dataset
 from components.ingest import IngestConfig, run_ingest
 from components.ingest.annotations import gather_narratives, iter_lines, parse_coco, parse_narrative
 from components.ingest.images import Rejected, process_image
-from components.ingest.pipeline import ROWS_PER_ROW_GROUP, discover, record_row
+from components.ingest.run import ROWS_PER_ROW_GROUP, discover, record_row
 from model.data import RECORD_SCHEMA, records_dir
 
 

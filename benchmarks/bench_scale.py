@@ -98,14 +98,14 @@ def run_prepare_arrays(data_root: Path, scratch: Path, params: Path, image_size:
 
 
 def run_eval_real_features(data_root: Path, scratch: Path, params: Path, image_size: int, encoder: str) -> dict:
-    """The real-image half of evaluate() (components/evaluate/evaluation.py), its own functions in its order:
+    """The real-image half of evaluate() (components/evaluate/run.py), its own functions in its order:
     the split's records (ids and captions; images left in the files), the caption set, the extractor, the
     split's Inception features streamed from the record files at the generator's resolution
     (real_split_features, a miss in this fresh cache), and FID/KID of the set's real images against them."""
     from components.evaluate.config import EvalConfig
     from components.evaluate.data import read_split, rows_of
-    from components.evaluate.evaluation import caption_set_for, fid_kid_scores, real_split_features
     from components.evaluate.fidelity import create_extractor
+    from components.evaluate.run import caption_set_for, fid_kid_scores, real_split_features
 
     records = read_split(data_root, "coco", "train")
     # the evaluation's default caption set (the demo protocol's), or the whole split at the test's tiny sizes

@@ -83,7 +83,7 @@ def main() -> None:
 
     from components.data_version import data_version
     from components.evaluate.config import EvalConfig
-    from components.evaluate.evaluation import evaluate, rprecision_encoder
+    from components.evaluate.run import evaluate, rprecision_encoder
     from components.pretrain import PretrainConfig, run_pretraining
 
     settings = (yaml.safe_load(args.params.read_text()) or {}).get("pretrain") or {}

@@ -95,7 +95,7 @@ def score(folders: list[tuple[int, Path]], *, data_root: Path, cache_dir: Path, 
     """The evaluation step's metrics of each (images seen, model folder), one shared caption set and encoder."""
     from components.data_version import data_version
     from components.evaluate.config import EvalConfig
-    from components.evaluate.evaluation import evaluate, rprecision_encoder
+    from components.evaluate.run import evaluate, rprecision_encoder
 
     config = EvalConfig(num_samples=samples, demo_shapes=True, cache_dir=str(cache_dir))
     version = data_version(data_root / "records" / config.source / config.split)

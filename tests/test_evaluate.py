@@ -261,7 +261,7 @@ def test_a_champion_from_another_evaluation_is_rescored_by_the_evaluate_step(
 def test_real_features_streamed_from_the_files_equal_one_pass_over_the_decoded_split(records_root, monkeypatch):
     """The split streamed in chunks of whole feature batches gives the extractor the batches of one pass over
     the decoded split (the old path): the same features, bit for bit, whatever the chunking."""
-    from components.evaluate import evaluation
+    from components.evaluate import run as evaluation
     from components.evaluate.data import read_split
     from components.evaluate.fidelity import create_extractor, extract_features
 

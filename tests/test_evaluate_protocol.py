@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from test_evaluate_data import write_records
 from test_fid import PIXEL_STATS  # registers the cheap test extractor with torch-fidelity
 
-import components.evaluate.evaluation as evaluation
+import components.evaluate.run as evaluation
 from components.evaluate import EvalConfig, evaluate
 from components.evaluate.fidelity import TF_INCEPTION
 from components.evaluate.protocol import COCO_2014_VAL_IMAGES, NOT_IN_PAPER, fid_differences, paper_labels

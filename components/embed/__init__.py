@@ -1,6 +1,6 @@
 """Embed (Apache Beam): caption token and sentence embeddings from the frozen text encoder."""
 
 from .config import EmbedConfig
-from .pipeline import run_embed
+from .run import run_embed
 
 __all__ = ["EmbedConfig", "run_embed"]

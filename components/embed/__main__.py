@@ -13,7 +13,7 @@ import sys
 
 from ..cli import config_parser, parse_config
 from .config import EmbedConfig
-from .pipeline import run_embed
+from .run import run_embed
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[EmbedConfig, argparse.Namespace]:

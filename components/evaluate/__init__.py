@@ -3,9 +3,9 @@
 from .config import EvalConfig
 from .data import CaptionSet, choose_caption_set, read_records
 from .dual_encoder import DualEncoder, DualEncoderConfig, dual_encoder_for
-from .evaluation import Generate, evaluate, generator_from_model_dir, generator_from_pipeline
 from .fidelity import TF_INCEPTION, create_extractor, extract_features, fid_kid
 from .rprecision import CLIPEncoder, ImageTextEncoder, r_precision
+from .run import Generate, evaluate, generator_from_model_dir, generator_from_pipeline
 
 __all__ = [
     "TF_INCEPTION",

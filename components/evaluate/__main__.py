@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..cli import config_parser, parse_config
 from .config import EvalConfig
-from .evaluation import evaluate
+from .run import evaluate
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Ingest (Apache Beam): COCO captions JSON and Localized Narratives JSONL + images -> Parquet records."""
 
 from .config import IngestConfig
-from .pipeline import run_ingest
+from .run import run_ingest
 
 __all__ = ["IngestConfig", "run_ingest"]

@@ -13,7 +13,7 @@ import sys
 
 from ..cli import config_parser, parse_config
 from .config import IngestConfig
-from .pipeline import run_ingest
+from .run import run_ingest
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[IngestConfig, argparse.Namespace]:
