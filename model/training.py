@@ -23,6 +23,7 @@ the exact run it interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -115,6 +116,13 @@ class TrainConfig(DictConfig):
     keep_checkpoints: int = setting(3, help="checkpoints kept on disk")
     seed: int = setting(0, help="seed of initialisation, data order and noise")
     workers: int = setting(2, help="data loader worker processes per training process")
+    # On CPU a reduction split over another number of threads rounds differently, and training amplifies
+    # it (Adam moves a weight whose gradient is near zero by about lr either way): runs at 1 and 2 threads
+    # part after one step and end as different models. A fixed count gives the same model on any machine
+    # with that many cores, loaded or not.
+    cpu_threads: int = setting(
+        0, help="intra-op threads of a CPU run (0: torch's default, every core); fixed: the same model on any machine"
+    )
     amp: bool = setting(True, help="bf16 autocast on GPU")
     compile: bool = setting(False, help="torch.compile the networks")
     provenance: dict = setting(factory=dict, help="lineage copied into the model folder, YAML map")
@@ -148,6 +156,8 @@ class TrainConfig(DictConfig):
             problems.append("batch_size, grad_accumulation and d_steps_per_g_step must be at least 1")
         if self.ema_half_life_images <= 0 or self.ema_rampup < 0:
             problems.append("ema_half_life_images must be positive and ema_rampup at least 0")
+        if self.cpu_threads < 0:
+            problems.append(f"cpu_threads must be 0 (torch's default) or a thread count, got {self.cpu_threads}")
         if self.total_images < 1 or self.tick_images < 1 or self.checkpoint_images < 1:
             problems.append("total_images, tick_images and checkpoint_images must be positive")
         if not (self.g_lr > 0 and self.d_lr > 0 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
@@ -288,6 +298,23 @@ def xmcgan_parts(config: TrainConfig, model_config, loss_config, arrays: Trainin
 
 def train(config: TrainConfig, *, reporter: Reporter | None = None) -> dict:
     """Run (or resume) training to `config.total_images`; returns a summary. Call on every rank."""
+    with intra_op_threads(config.cpu_threads):
+        return _train(config, reporter=reporter)
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int):
+    """torch's intra-op threads set to `count` for a CPU run (0, or CUDA: left as they are), restored after."""
+    before = torch.get_num_threads()
+    if count and not torch.cuda.is_available():
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(config: TrainConfig, *, reporter: Reporter | None) -> dict:
     rank, world = process_rank(), world_size()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     run_dir = Path(config.run_dir)
