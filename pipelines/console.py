@@ -35,8 +35,9 @@ def _count(text: str) -> float:
 class StepConsole:
     """A file-like object for sys.stdout during a run (see the module docstring).
 
-    `key_figure(step)` returns the short text shown when a step succeeds (e.g. "2200 images in =
-    2200 written + 0 rejected"), or "".
+    `key_figure(step, index)` returns the short text shown when a step succeeds (e.g. "2200 images
+    in = 2200 written + 0 rejected"), or "": `index` counts the step's earlier endings, since kfp runs
+    a ParallelFor's iterations of one step at the same time (their lines interleave).
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class StepConsole:
         terminal: TextIO,
         log_dir: Path,
         *,
-        key_figure: Callable[[str], str] = lambda step: "",
+        key_figure: Callable[[str, int], str] = lambda step, index: "",
     ):
         self.terminal, self.log_dir, self.key_figure = terminal, log_dir, key_figure
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,9 @@ class StepConsole:
         self.step: str | None = None
         self.step_log: TextIO | None = None
         self.step_started = 0.0
+        # step -> (start time, log file) of each of its running tasks, oldest first; lines go to the newest's log
+        self.running: dict[str, deque[tuple[float, TextIO]]] = {}
+        self.ended: dict[str, int] = {}  # step -> how many of its tasks have ended (or were reused)
         self.recent: deque[str] = deque(maxlen=FAILURE_LINES)
         self.counts: dict[str, int] = {}
         self.partial = ""
@@ -79,8 +83,9 @@ class StepConsole:
         if self.partial:
             self._line(ANSI.sub("", self.partial))
         self._clear_bar()
-        if self.step_log:
-            self.step_log.close()
+        for tasks in self.running.values():
+            for _, log in tasks:
+                log.close()
         self.log.close()
 
     # lines -----------------------------------------------------------------------------------
@@ -94,7 +99,7 @@ class StepConsole:
             self._finish(finished.group(1), finished.group(2))
         elif cached := CACHED.search(line):
             step = cached.group(1)
-            figure = self.key_figure(step)
+            figure = self.key_figure(step, self._ended(step))
             self._print(f"  ok {self._label(step):<17}  cached   {figure}".rstrip())
         elif self.step:
             self.step_log.write(line + "\n")
@@ -110,18 +115,28 @@ class StepConsole:
         name = step if self.counts[step] == 1 else f"{step}-{self.counts[step]}"
         self.step, self.step_started = step, time.perf_counter()
         self.last_bar = self.step_started
-        self.step_log = open(self.log_dir / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed at the end
+        self.step_log = open(self.log_dir / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed at its end
+        self.running.setdefault(step, deque()).append((self.step_started, self.step_log))
         self.recent.clear()
         self._print(f"  > {self._label(step)} ...", transient=True)
 
+    def _ended(self, step: str) -> int:
+        """The index of this ending among the step's (0 for its first task to end), counted."""
+        self.ended[step] = self.ended.get(step, 0) + 1
+        return self.ended[step] - 1
+
     def _finish(self, step: str, status: str) -> None:
-        seconds = time.perf_counter() - self.step_started
-        log_path = Path(self.step_log.name) if self.step_log else self.log_dir / "pipeline.log"
-        if self.step_log:
-            self.step_log.close()
-        self.step, self.step_log = None, None
+        started, log = self.running[step].popleft() if self.running.get(step) else (self.step_started, None)
+        seconds = time.perf_counter() - started
+        log_path = Path(log.name) if log else self.log_dir / "pipeline.log"
+        if log:
+            log.close()
+        if log is self.step_log:  # lines go on to the newest task still running, if any
+            still = [(t, name, f) for name, tasks in self.running.items() for t, f in tasks]
+            _, self.step, self.step_log = max(still, key=lambda task: task[0]) if still else (0.0, None, None)
+        index = self._ended(step)
         if status == "SUCCESS":
-            figure = self.key_figure(step)
+            figure = self.key_figure(step, index)
             self._print(f"  ok {self._label(step):<17} {seconds:7.1f} s   {figure}".rstrip())
         else:
             self._print(f"  FAILED {self._label(step)} after {seconds:.1f} s; its last lines:")

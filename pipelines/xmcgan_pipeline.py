@@ -307,7 +307,8 @@ def run_local(*, parameters: dict, output: Path, console: bool = False) -> dict:
     root_logger, level = logging.getLogger(), logging.getLogger().level
     root_logger.addHandler(folders)  # kfp logs each cache hit on the root logger, outside its task logging
     root_logger.setLevel(logging.INFO)
-    attached = step_console.attach(log_dir, key_figure=lambda step: key_figure(folders, step)) if console else None
+    figure = lambda step, index: key_figure(folders, step, index)  # noqa: E731
+    attached = step_console.attach(log_dir, key_figure=figure) if console else None
     try:
         xmcgan_pipeline(**arguments)
     finally:
@@ -362,14 +363,16 @@ class RunFolders(logging.Handler):
         finished = lambda folder: (folder / "executor_output.json").stat().st_mtime  # noqa: E731 - written at the end
         return sorted({*own, *self.reused.get(step, [])}, key=finished)
 
-    def task(self, step: str) -> Path | None:
+    def task(self, step: str, index: int = -1) -> Path | None:
+        """The step's task that ended `index`-th (default: the last)."""
         found = self.tasks(step)
-        return found[-1] if found else None
+        return found[index] if -len(found) <= index < len(found) else (found[-1] if found else None)
 
 
-def key_figure(folders: RunFolders, step: str) -> str:
-    """The one figure the terminal shows when a step of the running pipeline succeeds."""
-    task = folders.task(step)
+def key_figure(folders: RunFolders, step: str, index: int = -1) -> str:
+    """The one figure the terminal shows when a step of the running pipeline succeeds (its
+    `index`-th task to end: a ParallelFor runs one per source)."""
+    task = folders.task(step, index)
     if task is None:
         return ""
     metrics = _artifact_metadata(task)
