@@ -126,9 +126,7 @@ def config_from_arguments(
     if required:
         parser.error("missing required options: " + ", ".join("--" + r.replace("_", "-") for r in required))
     try:
-        if hasattr(config_class, "from_dict"):
-            return config_class.from_dict(values)
-        return config_class(**values)
+        return config_class.from_dict(values)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
 

@@ -112,7 +112,4 @@ def step_config(step: str, config_class: type, settings: dict, **wired):
     if clash := sorted(set(settings) & (set(wired) | internal)):
         sources = "; ".join(f"{name} comes from {WIRED[step].get(name, 'the step itself')}" for name in clash)
         raise ValueError(f"the {step} settings may not set {clash}: {sources}")
-    values = {**settings, **wired}
-    if hasattr(config_class, "from_dict"):
-        return config_class.from_dict(values)
-    return config_class(**values)
+    return config_class.from_dict({**settings, **wired})
