@@ -100,7 +100,7 @@ def params_section(config_class: type, section: str) -> str:
         default = default_of(field)
         value = None if default is MISSING else default
         text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-        text = text.removesuffix("\n...").removesuffix("...").strip()
+        text = text.removesuffix("\n...")  # a lone scalar ends its YAML document
         required = "required; " if default is MISSING else ""
         lines.append(f"  {field.name}: {text}  # {required}{help_of(field)}")
     return "\n".join(lines) + "\n"

@@ -57,7 +57,7 @@ def test_a_field_added_to_a_step_config_reaches_the_cli_params_yaml_and_the_comp
     assert compiled["root"]["inputDefinitions"]["parameters"]["train"]["defaultValue"]["warmup_images"] == 500
 
 
-def test_without_the_throwaway_field_the_pipeline_does_not_know_it(tmp_path):
+def test_without_the_throwaway_field_the_pipeline_does_not_know_it():
     from pipelines import xmcgan_pipeline as pipeline_module
 
     with pytest.raises(SystemExit, match="train has no setting 'warmup_images'"):
@@ -87,7 +87,7 @@ def test_step_defaults_are_json_and_leave_out_the_wired_and_the_unset_fields():
         section_settings("validate", ValidateConfig, {"min_chars": 5})
 
 
-def test_every_setting_of_every_step_has_its_help(tmp_path):
+def test_every_setting_of_every_step_has_its_help():
     from components.serve.config import ServeConfig
     from pipelines.xmcgan_pipeline import STEP_CONFIGS
 
