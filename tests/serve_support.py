@@ -86,7 +86,13 @@ class ServerProcess:
         command += ["--grpc-port", str(self.grpc_port)]
         # one intra-op thread: the tiny test models gain nothing from more, and on a shared CPU
         # OpenMP threads waiting for each other cost more than the work itself
-        defaults = {"MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        # unbuffered: the log holds every line written so far (uvicorn's access log goes to stdout)
+        defaults = {
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         environment = {**os.environ, **defaults, **(env or {})}
         self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(

@@ -10,6 +10,7 @@ import base64
 import io
 import random
 import re
+from pathlib import Path
 
 import grpc
 import httpx
@@ -355,3 +356,23 @@ def test_a_model_that_cannot_load_stops_the_server(tmp_path):
     assert process.process.wait(timeout=120) == 1
     process.stop()
     assert "could not load the model" in log.read_text() and "is not a model folder" in log.read_text()
+
+
+def access_lines(log: Path) -> list[str]:
+    """uvicorn's access log lines and kserve's per-request timing lines of a server log."""
+    return [line for line in log.read_text().splitlines() if "uvicorn.access" in line or "kserve.trace" in line]
+
+
+def test_no_line_per_request_by_default(server, http):
+    assert predict(http, "a red circle")["predictions"]
+    assert access_lines(server.log_path) == []
+
+
+def test_access_log_on_request(tiny_model, tmp_path):
+    with ServerProcess("--model-uri", str(tiny_model), "--access-log", "true", log=tmp_path / "server.log") as process:
+        process.wait_ready()
+        with httpx.Client(base_url=process.url, timeout=60.0) as client:
+            assert predict(client, "a red circle")["predictions"]
+        lines = access_lines(process.log_path)
+    assert any('"POST /v1/models/xmcgan%3Apredict HTTP/1.1" 200' in line for line in lines), lines
+    assert any("kserve.io.v1.models.xmcgan:predict" in line for line in lines), lines

@@ -11,6 +11,7 @@ server with exit status 1, so Kubernetes restarts the pod and shows why in its l
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.logging import logger
 from kserve.model_server import app
 from kserve.protocol.rest.server import RESTServer
+from timing_asgi import TimingMiddleware
 
 from . import http_edge
 from .config import ServeConfig
@@ -43,6 +45,7 @@ def build_app(config: ServeConfig, model: XMCGANPredictor) -> Servers:
     """
     model_server = kserve.ModelServer(http_port=config.http_port, enable_grpc=False, workers=1)
     model_server.register_model(model)
+    model.enable_latency_logging = config.access_log  # kserve's line per request: its stages' times
     http_edge.install(app, max_body_bytes=config.max_body_bytes)
     rest = RESTServer(
         FASTAPI_APP_IMPORT_STRING, model_server.dataplane, model_server.model_repository_extension, config.http_port
@@ -50,6 +53,12 @@ def build_app(config: ServeConfig, model: XMCGANPredictor) -> Servers:
     rest.config.host = config.host
     rest.config.limit_concurrency = config.max_connections
     rest.create_application()
+    if not config.access_log:
+        # uvicorn logs a request when its access logger has handlers; kserve's TimingMiddleware
+        # does nothing but log each request's time
+        logging.getLogger("uvicorn.access").handlers = []
+        logging.getLogger("uvicorn.access").propagate = False
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
     return Servers(app, rest.config, model_server)
 
 
