@@ -62,19 +62,35 @@ class DictConfig:
 
 
 def json_values(config_class, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` as a dataclass's fields take them: JSON lists become tuples, and an integral number
-    for an int field (or a tuple of ints) becomes that int: kfp carries dict parameters through
-    JSON, which turns 8 into 8.0."""
+    """`values` as a dataclass's fields take them: JSON lists become tuples; an integral number
+    for an int field (or a tuple of ints) becomes that int (kfp carries dict parameters through
+    JSON, which turns 8 into 8.0); a number written as text for a float field becomes that float
+    (YAML 1.1, PyYAML's, reads 2e-3 as the string '2e-3': only 2.0e-3 is a number to it), and
+    other text there is refused, naming the field."""
     types = {f.name: str(f.type) for f in fields(config_class)}
 
+    def scalar(name: str, value: Any) -> Any:
+        kind = types.get(name, "")
+        if kind.startswith(("int", "tuple[int")) and _integral(value):
+            return int(value)
+        if kind.startswith(("float", "tuple[float")) and isinstance(value, str):
+            return _number(name, value)
+        return value
+
     def convert(name: str, value: Any) -> Any:
-        integer = types.get(name, "").startswith(("int", "tuple[int"))
         if isinstance(value, list | tuple):
-            return tuple(int(v) if integer and _integral(v) else v for v in value)
-        return int(value) if integer and _integral(value) else value
+            return tuple(scalar(name, v) for v in value)
+        return scalar(name, value)
 
     return {name: convert(name, value) for name, value in values.items()}
 
 
 def _integral(value: Any) -> bool:
     return isinstance(value, float) and value.is_integer()
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None

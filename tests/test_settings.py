@@ -95,3 +95,17 @@ def test_every_setting_of_every_step_has_its_help():
         for field in dataclasses.fields(config_class):
             if field.metadata.get("option", True):
                 assert field.metadata.get("help"), f"{config_class.__name__}.{field.name} has no help"
+
+
+def test_a_number_yaml_reads_as_text_is_taken_as_that_number_and_other_text_is_refused(tmp_path):
+    """PyYAML (YAML 1.1) reads 2e-3 as the string '2e-3'; a params.yaml writing it so means the number."""
+    from model.training import TrainConfig
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  d_lr: 2e-3\n  betas: [0, 9.9e-1]\n  total_images: 1000\n")
+    assert yaml.safe_load(params.read_text())["train"]["d_lr"] == "2e-3"
+    parser = config_parser(doc="train: the test", prog="train", config_class=TrainConfig, section="train")
+    config, _ = parse_config(parser, ["--params", str(params), "--run-dir", "run", "--data-root", "data"])
+    assert (config.d_lr, config.betas, config.total_images) == (0.002, (0, 0.99), 1000)
+    with pytest.raises(ValueError, match=r"g_lr must be a number, got 'fast'"):
+        TrainConfig.from_dict({"run_dir": "run", "g_lr": "fast"})
