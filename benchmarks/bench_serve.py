@@ -24,7 +24,8 @@ and a breakdown of one request at 1 client from the server's own stage timings o
 (queue, text, generate, png) against the client's round trip, beside the round trip of a
 liveness call (the transport's floor).
 
-    python benchmarks/bench_serve.py [--requests 32] [--rounds 5] [--threads N] [--model-uri DIR] [--json OUT]
+    python benchmarks/bench_serve.py [--requests 32] [--rounds 5] [--threads N] [--model-uri DIR]
+        [--server-args '--access-log true'] [--json OUT]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -330,9 +332,10 @@ def measure(args, model_uri: str) -> tuple[dict, dict]:
     def record(name: str, run: dict) -> None:
         results.setdefault(name, []).append(run)
 
+    options = tuple(shlex.split(args.server_args))
     servers = {
-        "batched": Server(model_uri, threads=args.threads),
-        "unbatched": Server(model_uri, threads=args.threads, extra=("--max-batch-images", "1")),
+        "batched": Server(model_uri, threads=args.threads, extra=options),
+        "unbatched": Server(model_uri, threads=args.threads, extra=(*options, "--max-batch-images", "1")),
     }
     server = servers["batched"]
     n = args.requests
@@ -435,6 +438,9 @@ def main() -> None:
         "--threads", type=int, default=THREADS, help="intra-op threads of both sides (default: the CPUs)"
     )
     parser.add_argument("--model-uri", help="model folder or models:/ URI (default: a random model of the demo preset)")
+    parser.add_argument(
+        "--server-args", default="", help="more options of both servers, e.g. '--access-log true' (a line a request)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if args.threads != THREADS:
