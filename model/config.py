@@ -255,7 +255,7 @@ PRESETS: dict[str, Preset] = {
     # G's attention starts at 8x8 (two spatially conditioned blocks instead of one) and D sees
     # coordinate channels, so "top left" and "on the right" have pixels to refer to. D's learning
     # rate is twice G's: with equal rates caption accuracy at 75k images spread over 0.21-0.55 across
-    # runs (3 of 9 missed colour and place), with D at 2e-3 over 0.37-0.43 in five runs (README).
+    # runs (3 of 9 missed colour and place), with D at 2e-3 over 0.37-0.46 in seven runs (README).
     "cpu-32": Preset(
         ModelConfig(
             image_size=32,
