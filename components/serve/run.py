@@ -11,7 +11,6 @@ server with exit status 1, so Kubernetes restarts the pod and shows why in its l
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from dataclasses import dataclass
 
@@ -52,12 +51,12 @@ def build_app(config: ServeConfig, model: XMCGANPredictor) -> Servers:
     )
     rest.config.host = config.host
     rest.config.limit_concurrency = config.max_connections
+    # uvicorn's Config applies access_log when it configures logging, which kserve's RESTServer did
+    # before this setting could reach it: apply it again (log_config None: nothing else is redone)
+    rest.config.access_log = config.access_log
+    rest.config.configure_logging()
     rest.create_application()
-    if not config.access_log:
-        # uvicorn logs a request when its access logger has handlers; kserve's TimingMiddleware
-        # does nothing but log each request's time
-        logging.getLogger("uvicorn.access").handlers = []
-        logging.getLogger("uvicorn.access").propagate = False
+    if not config.access_log:  # kserve adds it always, and it does nothing but log each request's time
         app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
     return Servers(app, rest.config, model_server)
 
