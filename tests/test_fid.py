@@ -17,8 +17,10 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from components.demo_data.scenes import render, sample_scene
+from components.evaluate import fidelity
 from components.evaluate.fidelity import (
     TF_INCEPTION,
+    FeatureStatistics,
     ImageArray,
     RealFeaturesKey,
     cached_real_features,
@@ -161,16 +163,22 @@ def test_scores_equal_torch_fidelity_calculate_metrics():
     assert ours["kid_std"] == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-6)
 
 
+@pytest.mark.parametrize("chunk_rows", [4096, 64])
 @pytest.mark.parametrize(("generated", "real"), [(40, 60), (150, 300), (30, 500)])
-def test_frechet_distance_equals_torch_fidelity_with_fewer_or_more_samples_than_dimensions(generated, real):
+def test_frechet_distance_equals_torch_fidelity_with_fewer_or_more_samples_than_dimensions(
+    generated, real, chunk_rows, monkeypatch
+):
+    """More samples than dimensions (96) takes the accumulated covariance, in one chunk of rows or several."""
+    monkeypatch.setattr(fidelity, "STATISTICS_CHUNK_ROWS", chunk_rows)
     rng = torch.Generator().manual_seed(generated)
     features_g = torch.randn(generated, 96, generator=rng) * 0.5 + 0.1
     features_r = torch.randn(real, 96, generator=rng).square()
     expected = fid_statistics_to_metric(
         fid_features_to_statistics(features_g), fid_features_to_statistics(features_r), False
     )["frechet_inception_distance"]
-    assert frechet_distance(features_g, features_r) == pytest.approx(expected, rel=1e-7)
-    assert abs(frechet_distance(features_r, features_r)) < 1e-9
+    statistics_g, statistics_r = FeatureStatistics.of(features_g), FeatureStatistics.of(features_r)
+    assert frechet_distance(statistics_g, statistics_r) == pytest.approx(expected, rel=1e-7)
+    assert abs(frechet_distance(statistics_r, statistics_r)) < 1e-9
 
 
 def test_too_few_samples_is_a_clear_error():

@@ -7,7 +7,8 @@ file (loaded with weights_only, see `create_extractor`).
 
 Features come from torch-fidelity's own extraction loop and KID from its own code (what
 `calculate_metrics` runs); FID is torch-fidelity's value computed by an exact identity that avoids
-its 2048 x 2048 eigendecomposition (`frechet_distance`; the tests check both against each other).
+its non-symmetric 2048 x 2048 eigendecomposition and any float64 copy of a large feature set
+(`FeatureStatistics`, `frechet_distance`; the tests check both against each other).
 Real-image features are cached as safetensors, keyed by everything that determines them, instead of
 torch-fidelity's pickled cache.
 """
@@ -200,14 +201,43 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, batch_size: in
     return features[FEATURE_LAYER]
 
 
-def _covariance_factor(features: torch.Tensor) -> torch.Tensor:
-    """A with A^T A = S (the unbiased covariance), at most min(n, d) rows: the centred features / sqrt(n - 1),
-    reduced to the R of their QR decomposition when there are more samples than dimensions."""
-    centred = (features - features.mean(0)) / math.sqrt(len(features) - 1)
-    return torch.linalg.qr(centred, mode="r").R if centred.shape[0] > centred.shape[1] else centred
+STATISTICS_CHUNK_ROWS = 4096  # feature rows converted to float64 at a time: 64 MiB at 2,048 dimensions
 
 
-def frechet_distance(generated: torch.Tensor, real: torch.Tensor) -> float:
+@dataclass(frozen=True)
+class FeatureStatistics:
+    """The Gaussian FID fits to a feature set, in float64: its mean and a factor A of its unbiased covariance
+    S = A^T A, with at most min(n, d) rows."""
+
+    mean: torch.Tensor
+    factor: torch.Tensor
+
+    @classmethod
+    def of(cls, features: torch.Tensor) -> FeatureStatistics:
+        """With n <= d samples A is the centred features / sqrt(n - 1); with more, S is accumulated a chunk of
+        rows at a time and A = L^T of its Cholesky factor (or diag(sqrt(l)) V^T from S = V diag(l) V^T where
+        S is singular), so the float64 arithmetic holds O(d^2), never a float64 copy of the n x d features
+        (1.3 GB for COCO's 40k val images)."""
+        n, d = features.shape
+        if n < 2:
+            raise ValueError(f"FID needs at least 2 samples per set, got {n}")
+        chunks = features.split(STATISTICS_CHUNK_ROWS)
+        mean = sum(chunk.double().sum(0) for chunk in chunks) / n
+        if n <= d:
+            return cls(mean=mean, factor=(features.double() - mean) / math.sqrt(n - 1))
+        scatter = torch.zeros(d, d, dtype=torch.float64)
+        for chunk in chunks:
+            centred = chunk.double() - mean
+            scatter.addmm_(centred.T, centred)
+        covariance = scatter / (n - 1)
+        lower, info = torch.linalg.cholesky_ex(covariance)  # S = L L^T: A = L^T, d^3 / 3 flops
+        if info == 0:
+            return cls(mean=mean, factor=lower.T)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # singular S (e.g. a constant feature)
+        return cls(mean=mean, factor=eigenvalues.clamp(min=0).sqrt()[:, None] * eigenvectors.T)
+
+
+def frechet_distance(generated: FeatureStatistics, real: FeatureStatistics) -> float:
     """FID = |mu_g - mu_r|^2 + tr(S_g) + tr(S_r) - 2 tr((S_g S_r)^(1/2)).
 
     With S = A^T A, the eigenvalues of S_g S_r are the squared singular values of A_g A_r^T, so
@@ -216,24 +246,29 @@ def frechet_distance(generated: torch.Tensor, real: torch.Tensor) -> float:
     against 0.1 s for 200 + 200 samples, measured on 2 quiet cores; more under load) from an SVD of at
     most min(n_g, d) x min(n_r, d), in float64.
     """
-    generated, real = generated.double(), real.double()
-    a_generated, a_real = _covariance_factor(generated), _covariance_factor(real)
-    mean_term = (generated.mean(0) - real.mean(0)).square().sum()
-    trace_term = a_generated.square().sum() + a_real.square().sum()
-    return float(mean_term + trace_term - 2 * torch.linalg.svdvals(a_generated @ a_real.T).sum())
+    mean_term = (generated.mean - real.mean).square().sum()
+    trace_term = generated.factor.square().sum() + real.factor.square().sum()
+    return float(mean_term + trace_term - 2 * torch.linalg.svdvals(generated.factor @ real.factor.T).sum())
 
 
 def fid_kid(
-    generated: torch.Tensor, real: torch.Tensor, *, kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0
+    generated: torch.Tensor,
+    real: torch.Tensor,
+    *,
+    real_statistics: FeatureStatistics | None = None,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
 ) -> dict:
-    """FID (`frechet_distance`) and KID (torch-fidelity's) between two feature sets.
+    """FID (`frechet_distance`) and KID (torch-fidelity's) between two feature sets; `real_statistics`, when
+    given, are FeatureStatistics.of(real), computed once for several generated sets.
 
     KID = unbiased MMD^2 with the cubic kernel k(x, y) = (x.y / d + 1)^3, mean and std over
     `kid_subsets` random subsets of min(kid_subset_size, n_g, n_r) samples.
     """
     if len(generated) < 2 or len(real) < 2:
         raise ValueError(f"FID needs at least 2 samples per set, got {len(generated)} generated, {len(real)} real")
-    fid = frechet_distance(generated, real)
+    fid = frechet_distance(FeatureStatistics.of(generated), real_statistics or FeatureStatistics.of(real))
     subset = min(kid_subset_size, len(generated), len(real))
     kid = kid_features_to_metric(
         generated, real, kid_subset_size=subset, kid_subsets=kid_subsets, rng_seed=seed, verbose=False

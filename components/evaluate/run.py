@@ -33,7 +33,14 @@ from .config import DUAL, EvalConfig
 from .damsm import damsm_encoder_for, damsm_scores
 from .data import CaptionSet, SplitImages, choose_caption_set, read_split, read_table, rows_of
 from .dual_encoder import dual_encoder_for
-from .fidelity import RealFeaturesKey, cached_real_features, create_extractor, extract_features, fid_kid
+from .fidelity import (
+    FeatureStatistics,
+    RealFeaturesKey,
+    cached_real_features,
+    create_extractor,
+    extract_features,
+    fid_kid,
+)
 from .protocol import COCO_2014_VAL_PREFIX, paper_labels
 from .report import png_bytes, render_html, sample_grid
 from .rprecision import CLIPEncoder, ImageTextEncoder, caption_pool, score_images
@@ -182,12 +189,14 @@ def real_split_features(split_images, image_size: tuple[int, int], extractor, co
 def fid_kid_scores(image_sets: dict, real_features: torch.Tensor, set_rows: list[int], extractor, config) -> dict:
     """FID / KID of each image set against the split's real features; the "real" set's features are rows of those."""
     settings = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets, "seed": config.seed}
+    real_statistics = FeatureStatistics.of(real_features)  # once for every set
     return {
         name: fid_kid(
             real_features[set_rows]
             if name == "real"
             else extract_features(images, extractor, batch_size=config.feature_batch),
             real_features,
+            real_statistics=real_statistics,
             **settings,
         )
         for name, images in image_sets.items()
