@@ -154,13 +154,18 @@ def split_chunks(split_images: np.ndarray | SplitImages, rows: int):
 def streamed_features(split_images, image_size: tuple[int, int], extractor, *, batch_size: int) -> torch.Tensor:
     """Features of every image of the split in order, read, resized and extracted a few feature batches at a
     time. Each chunk is a whole number of batches, so the extractor sees exactly the batches of one pass over
-    the decoded split: the same features, bit for bit."""
-    chunk_rows = batch_size * REAL_CHUNK_BATCHES
-    parts = [
-        extract_features(resize_all(chunk, image_size), extractor, batch_size=batch_size)
-        for chunk in split_chunks(split_images, chunk_rows)
-    ]
-    return torch.cat(parts)
+    the decoded split: the same features, bit for bit. Written into one preallocated tensor (a torch.cat of
+    the parts would hold the split's features twice)."""
+    features, done = None, 0
+    for chunk in split_chunks(split_images, batch_size * REAL_CHUNK_BATCHES):
+        part = extract_features(resize_all(chunk, image_size), extractor, batch_size=batch_size)
+        if features is None:
+            features = part.new_empty((len(split_images), part.shape[1]))
+        features[done : done + len(part)] = part
+        done += len(part)
+    if features is None or done != len(split_images):
+        raise ValueError(f"the split yielded {done} images, expected {len(split_images)} (at least 1)")
+    return features
 
 
 def real_split_features(split_images, image_size: tuple[int, int], extractor, config, *, key_fields, log):
