@@ -1,9 +1,10 @@
 """XMC-GAN and MirrorGAN side by side on the demo data under one training budget, and MirrorGAN's
 ablation of lambda (its STREAM redescription weight: 0 against the default), in README tables.
 
-Each row trains its preset with its own recipe for the same number of real images (`--images`, the
-demo presets' 48,000 by default), from the same data and seed; MirrorGAN's DAMSM and STREAM are
-pretrained first (params.yaml `pretrain` settings) and not counted in its training time. Every
+Each row trains its family's demo preset (cpu-32, mirrorgan-32: both 32x32) with its own recipe for
+the same number of real images (`--images`, mirrorgan-32's 48,000 by default; cpu-32's own budget is
+75,000), from the same data and seed; MirrorGAN's DAMSM and STREAM are pretrained first (params.yaml
+`pretrain` settings) and not counted in its training time. Every
 final EMA generator is scored by the evaluation step with one caption set, FID extractor and
 independent dual encoder, plus the MirrorGAN paper's DAMSM R-precision (the DAMSM the MirrorGAN
 rows trained with: the pretrain step's cache), which is reported, never gated. With several seeds
@@ -30,10 +31,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from learning_curve import train_run  # noqa: E402
 
-ROWS = {  # row -> (preset, extra TrainConfig settings)
-    "XMC-GAN (cpu-64)": ("cpu-64", {}),
-    "MirrorGAN (mirrorgan-64), lambda 20": ("mirrorgan-64", {}),
-    "MirrorGAN (mirrorgan-64), lambda 0": ("mirrorgan-64", {"loss_overrides": {"stream_weight": 0.0}}),
+ROWS = {  # row -> (preset, extra TrainConfig settings): each family's demo preset, both at 32x32
+    "XMC-GAN (cpu-32)": ("cpu-32", {}),
+    "MirrorGAN (mirrorgan-32), lambda 20": ("mirrorgan-32", {}),
+    "MirrorGAN (mirrorgan-32), lambda 0": ("mirrorgan-32", {"loss_overrides": {"stream_weight": 0.0}}),
 }
 METRICS = ("caption_accuracy", "r_precision", "damsm_r_precision", "fid")
 
@@ -129,11 +130,11 @@ def main() -> None:
     (args.out / "compare.json").write_text(json.dumps(rows, indent=2))
     print()
     print(f"{args.images:,} training images each, {len(args.seeds)} seed(s), {args.eval_samples} evaluation pairs")
-    names = ["XMC-GAN (cpu-64)", "MirrorGAN (mirrorgan-64), lambda 20", "untrained XMC-GAN", "untrained MirrorGAN",
+    names = ["XMC-GAN (cpu-32)", "MirrorGAN (mirrorgan-32), lambda 20", "untrained XMC-GAN", "untrained MirrorGAN",
              "real images"]  # fmt: skip
     print("\n".join(table(rows, names)))
     print()
-    print("\n".join(table(rows, ["MirrorGAN (mirrorgan-64), lambda 0", "MirrorGAN (mirrorgan-64), lambda 20"])))
+    print("\n".join(table(rows, ["MirrorGAN (mirrorgan-32), lambda 0", "MirrorGAN (mirrorgan-32), lambda 20"])))
 
 
 if __name__ == "__main__":

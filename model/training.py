@@ -77,7 +77,7 @@ class TrainConfig(DictConfig):
     preset: str = setting(
         DEMO_PRESET,
         help="architecture and training recipe: cpu-32 (the demo), cpu-64, xmcgan-128, xmcgan-256 (the authors'); "
-        "MirrorGAN: mirrorgan-64 (the demo), mirrorgan-256 (the authors')",
+        "MirrorGAN: mirrorgan-32 (the demo), mirrorgan-64, mirrorgan-256 (the authors')",
     )
     model_overrides: dict = setting(factory=dict, help="model config fields to override, YAML map")
     loss_overrides: dict = setting(

@@ -94,7 +94,7 @@ def xmcgan_pipeline(
     # settings several steps share
     sources: list[str] = ["coco", "ln_coco"],  # noqa: B006 - ingested, embedded and validated (kfp defaults are literals)
     source: str = "coco",  # what is trained on and scored
-    preset: str = DEMO_PRESET,  # architecture and training recipe (model/config.py PRESETS): cpu-32, mirrorgan-64, ...
+    preset: str = DEMO_PRESET,  # architecture and training recipe (model/config.py PRESETS): cpu-32, mirrorgan-32, ...
     seed: int = 0,  # of training, the evaluation's caption set and noise, the deploy's images
     gpus: int = 0,
     runs_root: str = "/runs",

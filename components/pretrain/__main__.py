@@ -2,7 +2,7 @@
 
 Trains DAMSM (the STEM text encoder with its image encoder) and then STREAM (the captioner) on the
 training split, or takes them from the cache when the same data version and settings were trained
-before, and writes them into --out for `python -m components.train --preset mirrorgan-64
+before, and writes them into --out for `python -m components.train --preset mirrorgan-32
 --pretrained DIR`. Options come from PretrainConfig (defaults < params.yaml `pretrain` section <
 command line); `--damsm` and `--stream` take YAML maps of DAMSMConfig / StreamConfig fields.
 """

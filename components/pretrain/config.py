@@ -15,7 +15,7 @@ class PretrainConfig(DictConfig):
     data_root: str = setting(help="processed data root (records/<source>/train from ingest)")
     out: str = setting(help="output folder: damsm/, stream/, pretrained.json")
     preset: str = setting(
-        "mirrorgan-64", help="the MirrorGAN preset to pretrain for (STREAM learns on images of its size)"
+        "mirrorgan-32", help="the MirrorGAN preset to pretrain for (STREAM learns on images of its size)"
     )
     image_size: int | None = setting(None, help="the generator's image size, when model overrides change the preset's")
     sources: tuple[str, ...] = setting(("coco",), help="sources to pretrain on, YAML list")

@@ -13,6 +13,6 @@ XMC-GAN: read from the authors' code (github qiaott/MirrorGAN, on taoxugit/AttnG
     training.py     MirrorGAN's part of the shared loop (model/training.py)
     sampling.py     MirrorGANTextToImage and the model folder
 
-Configs: model.config.MirrorGANConfig / MirrorGANLossConfig (the presets mirrorgan-256 and
-mirrorgan-64), model/mirrorgan/config.py DAMSMConfig / StreamConfig (the pretrained networks).
+Configs: model.config.MirrorGANConfig / MirrorGANLossConfig (the presets mirrorgan-256,
+mirrorgan-64 and mirrorgan-32), model/mirrorgan/config.py DAMSMConfig / StreamConfig (the pretrained networks).
 """
