@@ -334,7 +334,7 @@ class RunFolders(logging.Handler):
         super().__init__(logging.INFO)
         self.root, self.cache_root = root, cache_root
         self.before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.is_dir() else set()
-        self.reused: dict[str, list[Path]] = {}
+        self.reused: dict[str, dict[Path, float]] = {}  # step -> {folder: when this run reused it}
 
     def run_dir(self) -> Path | None:
         runs = sorted(set(self.root.glob(f"{PIPELINE_NAME}-*")) - self.before)
@@ -352,16 +352,17 @@ class RunFolders(logging.Handler):
                 for artifact in artifacts:
                     if isinstance(artifact, dict) and artifact.get("uri"):
                         folder = Path(artifact["uri"]).parent
-                        if folder not in self.reused.setdefault(step, []):
-                            self.reused[step].append(folder)
+                        self.reused.setdefault(step, {}).setdefault(folder, time.time())
                         break
 
     def tasks(self, step: str) -> list[Path]:
-        """Every folder of `step` in this run (a step inside a ParallelFor has one per iteration), oldest first."""
+        """Every folder of `step` in this run (a step inside a ParallelFor has one per iteration) in the order
+        they ended in this run: a task's when it wrote its output, a reused one's when it was reused (not
+        when the earlier run made it: the terminal's n-th line of a step is its n-th task to end)."""
         run = self.run_dir()
-        own = [p.parent for p in run.rglob(f"{step}/executor_output.json")] if run else []
-        finished = lambda folder: (folder / "executor_output.json").stat().st_mtime  # noqa: E731 - written at the end
-        return sorted({*own, *self.reused.get(step, [])}, key=finished)
+        ended = {p.parent: p.stat().st_mtime for p in run.rglob(f"{step}/executor_output.json")} if run else {}
+        ended |= self.reused.get(step, {})
+        return sorted(ended, key=ended.get)
 
     def task(self, step: str, index: int = -1) -> Path | None:
         """The step's task that ended `index`-th (default: the last)."""

@@ -42,3 +42,30 @@ def test_concurrent_tasks_of_one_step_get_their_own_time_figure_and_log(tmp_path
         "a later line of the second ingest",
     ]
     assert "Task 'ingest' finished" in (tmp_path / "pipeline.log").read_text()
+
+
+def test_a_reused_step_shows_each_tasks_own_figure_in_the_order_this_run_reused_them(tmp_path):
+    """Two cached tasks of a ParallelFor: the n-th cached line is the n-th task reused now, whatever the
+    order the earlier run made them in (that order once gave both lines the second task's figure)."""
+    import json
+    import os
+
+    from pipelines.xmcgan_pipeline import RunFolders, key_figure
+
+    cache = tmp_path / "kfp-cache"
+    cache.mkdir()
+    made = {}
+    for key, captions, made_at in (("aaa", 2200, 1_000.0), ("bbb", 11000, 2_000.0)):
+        task = tmp_path / "earlier-run" / f"embed-{key}"
+        task.mkdir(parents=True)
+        metrics = {"uri": str(task / "metrics"), "metadata": {"captions": captions}}
+        (task / "executor_output.json").write_text(json.dumps({"artifacts": {"metrics": {"artifacts": [metrics]}}}))
+        os.utime(task / "executor_output.json", (made_at, made_at))
+        (cache / f"{key}0123.json").write_text(json.dumps({"metrics": {"artifacts": [{"uri": str(task / "metrics")}]}}))
+        made[key] = task
+    folders = RunFolders(tmp_path / "pipeline-root", cache)
+    folders.reuse("embed", "bbb")  # this run reuses the later-made task first
+    assert key_figure(folders, "embed", 0) == "11000 captions"
+    folders.reuse("embed", "aaa")
+    assert folders.tasks("embed") == [made["bbb"], made["aaa"]]
+    assert key_figure(folders, "embed", 1) == "2200 captions"
