@@ -11,7 +11,7 @@ rows trained with: the pretrain step's cache), which is reported, never gated. W
 a cell is mean ± half the range.
 
     python benchmarks/compare_architectures.py [--data-root data/processed] [--out outputs/compare]
-        [--images 48000] [--seeds 0] [--eval-samples 200]
+        [--images 48000] [--seeds 0] [--eval-samples 200] [--tables-only]
 """
 
 from __future__ import annotations
@@ -52,9 +52,24 @@ def parameters(run_dir: Path) -> tuple[int, int]:
 
 
 def spread(values: list[float]) -> str:
+    values = [0.0 if abs(v) < 1e-9 else v for v in values]  # real images' FID against themselves: 0 up to rounding
     if len(values) == 1:
         return f"{values[0]:.3g}"
     return f"{statistics.fmean(values):.3g} ± {(max(values) - min(values)) / 2:.2g}"
+
+
+def distinct(runs: list[dict]) -> list[dict]:
+    """Each result once: every row of a family scores the same untrained generator (per seed), and every row
+    the same real images."""
+    return [run for index, run in enumerate(runs) if run not in runs[:index]]
+
+
+def print_tables(rows: dict[str, list[dict]]) -> None:
+    names = ["XMC-GAN (cpu-32)", "MirrorGAN (mirrorgan-32), lambda 20", "untrained XMC-GAN", "untrained MirrorGAN",
+             "real images"]  # fmt: skip
+    print("\n".join(table(rows, names)))
+    print()
+    print("\n".join(table(rows, ["MirrorGAN (mirrorgan-32), lambda 0", "MirrorGAN (mirrorgan-32), lambda 20"])))
 
 
 def table(rows: dict[str, list[dict]], names: list[str]) -> list[str]:
@@ -80,7 +95,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--eval-samples", type=int, default=200)
+    parser.add_argument("--tables-only", action="store_true", help="print the tables of --out/compare.json again")
     args = parser.parse_args()
+    if args.tables_only:
+        saved = json.loads((args.out / "compare.json").read_text())
+        print_tables({name: distinct(runs) for name, runs in saved.items()})
+        return
 
     from components.data_version import data_version
     from components.evaluate.config import EvalConfig
@@ -126,15 +146,11 @@ def main() -> None:
             rows.setdefault(f"untrained {family}", []).append(summary["scores"]["untrained"])
             rows.setdefault("real images", []).append(summary["scores"]["real"])
             print(f"{name}, seed {seed}: {json.dumps(result)}", flush=True)
-    rows["real images"] = rows["real images"][:1]  # the same real images every time
+    rows = {name: distinct(runs) for name, runs in rows.items()}
     (args.out / "compare.json").write_text(json.dumps(rows, indent=2))
     print()
     print(f"{args.images:,} training images each, {len(args.seeds)} seed(s), {args.eval_samples} evaluation pairs")
-    names = ["XMC-GAN (cpu-32)", "MirrorGAN (mirrorgan-32), lambda 20", "untrained XMC-GAN", "untrained MirrorGAN",
-             "real images"]  # fmt: skip
-    print("\n".join(table(rows, names)))
-    print()
-    print("\n".join(table(rows, ["MirrorGAN (mirrorgan-32), lambda 0", "MirrorGAN (mirrorgan-32), lambda 20"])))
+    print_tables(rows)
 
 
 if __name__ == "__main__":
