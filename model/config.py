@@ -390,8 +390,9 @@ PRESETS |= {
     ),
     # MirrorGAN's demo (`--set preset=mirrorgan-32`). mirrorgan-64 with the authors' Adam, 48k images:
     # caption accuracy 0.107, R-precision 0.015, FID 214 (gated out). At 16->32 px with the CPU presets'
-    # faster Adam (G 1e-3, D 2e-3, betas (0, 0.99), as cpu-32): 0.379 / 0.108 / 99.8 at the same budget
-    # (200 val captions, untrained 0.053 / 0.009 / 297; README).
+    # faster Adam (G 1e-3, D 2e-3, betas (0, 0.99), as cpu-32), the same budget: seed 0 0.379 / 0.108 /
+    # 99.8 (through the pipeline 0.385 / 0.096 / 101.9, gate passed), seed 1 0.248 / 0.071 / 116, under
+    # the demo gate's caption accuracy (200 val captions, untrained 0.053 / 0.009 / 297; README).
     "mirrorgan-32": Preset(
         MirrorGANConfig(base_size=16, stages=2, g_base=16, d_base=8),
         MirrorGANLossConfig(),
