@@ -116,12 +116,13 @@ def test_authors_configuration_has_their_stages_and_sizes():
     assert sum(p.numel() for p in discriminator.parameters()) == 97_596_678
 
 
-def test_demo_preset_runs_for_real_with_one_image_per_stage_in_range():
-    config, _ = preset("mirrorgan-64", text_dim=256)
+@pytest.mark.parametrize(("name", "sizes"), [("mirrorgan-32", [16, 32]), ("mirrorgan-64", [32, 64])])
+def test_cpu_presets_run_for_real_with_one_image_per_stage_in_range(name, sizes):
+    config, _ = preset(name, text_dim=256)
     torch.manual_seed(0)
     generator, discriminator = MirrorGANGenerator(config), MirrorGANDiscriminator(config)
     out = generator.stages(torch.randn(3, config.z_dim), tiny_text(3, lengths=[2, 5, 18], words=18, dim=256))
-    assert [i.shape[-1] for i in out.images] == [32, 64] and all(i.abs().max() <= 1 for i in out.images)
+    assert [i.shape[-1] for i in out.images] == sizes and all(i.abs().max() <= 1 for i in out.images)
     assert out.images[-1].std() > 0.01 and out.mu.shape == out.logvar.shape == (3, 100)
     stage = discriminator.stages[1]
     features = stage(out.images[1])
