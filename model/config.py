@@ -71,6 +71,11 @@ class ModelConfig(DictConfig):
     d_coordinates: bool = False
     # The same beside G's 4x4 input map: faster early on the demo data, worse places later (README).
     g_coordinates: bool = False
+    # G's 4x4 input map from the global condition [W s ; z] instead of z alone (the authors': z).
+    # With z alone the sentence reaches G only through batch-norm scales and shifts, which are the
+    # same at every pixel, so a caption's "top left" has no direct path to where things go; the
+    # first linear of StackGAN / AttnGAN / MirrorGAN takes the sentence. Off in the authors' presets.
+    g_sentence_input: bool = False
     sync_batch_stats: bool = False  # all-reduce G's batch-norm statistics across processes
     bn_momentum: float = 0.1  # torch convention: running = (1 - m) * running + m * batch (flax 0.9)
     bn_eps: float = 1e-5
@@ -257,6 +262,9 @@ PRESETS: dict[str, Preset] = {
     # coordinate channels, so "top left" and "on the right" have pixels to refer to. D's learning
     # rate is twice G's: with equal rates caption accuracy at 75k images spread over 0.21-0.55 across
     # runs (3 of 9 missed colour and place), with D at 2e-3 over 0.37-0.46 in seven runs (README).
+    # G's 4x4 map is drawn from the sentence and z (g_sentence_input), so the caption lays out the
+    # scene from the first layer: caption accuracy at 75k images 0.365 -> 0.592 (seed 0) and
+    # 0.384 -> 0.564 (seed 1), places 0.37 of "at" facts (README).
     "cpu-32": Preset(
         ModelConfig(
             image_size=32,
@@ -267,6 +275,7 @@ PRESETS: dict[str, Preset] = {
             attention_size=8,
             region_size=8,
             d_coordinates=True,
+            g_sentence_input=True,
         ),
         LossConfig(vgg_layer="block2_pool", vgg_input_size=32),
         recipe={**CPU_RECIPE, "d_lr": 2e-3, "total_images": 75_000},

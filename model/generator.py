@@ -1,7 +1,7 @@
 """The XMC-GAN generator with attentional self-modulation (Zhang et al. 2021, Fig. 3).
 
     c = [W s ; z]                       global condition: projected sentence and noise
-    4x4 <- linear(z) [+ (y, x) coordinate channels, g_coordinates]
+    4x4 <- linear(z) [or linear(c), g_sentence_input] [+ (y, x) coordinate channels, g_coordinates]
     residual up-blocks, batch norm modulated by c          4x4 -> ... -> attention_size
     regions = 1x1 conv(x) at attention_size; each region attends over the words: context_r
     C_r = [context_r ; c]                                   the per-region condition
@@ -74,7 +74,7 @@ class Generator(PretrainedMixin, nn.Module):
         # Block i takes 2^(i+2) to 2^(i+3) pixels: in = out of block i-1 (the 4x4 input for i = 0).
         pairs = list(zip([widths[0] + 2 * config.g_coordinates, *widths[:-1]], widths, strict=True))
         self.sentence_proj = nn.Linear(text_dim, config.z_dim)
-        self.fc = nn.Linear(config.z_dim, widths[0] * 4 * 4)
+        self.fc = nn.Linear(cond_dim if config.g_sentence_input else config.z_dim, widths[0] * 4 * 4)
         self.global_blocks = nn.ModuleList(
             GenBlock(c_in, c_out, lambda c: ConditionalBatchNorm(c, cond_dim, **norm))
             for c_in, c_out in pairs[:global_blocks]
@@ -92,7 +92,7 @@ class Generator(PretrainedMixin, nn.Module):
     def forward(self, z: torch.Tensor, text: TextEmbedding) -> torch.Tensor:
         self._check_inputs(z, text)
         cond = torch.cat([self.sentence_proj(text.sentence), z], dim=-1)
-        x = rearrange(self.fc(z), "b (c h w) -> b c h w", h=4, w=4)
+        x = rearrange(self.fc(cond if self.config.g_sentence_input else z), "b (c h w) -> b c h w", h=4, w=4)
         if self.config.g_coordinates:  # where each of the 4x4 cells is, for text to place things by
             x = torch.cat([x, coordinate_channels(x)], dim=1)
         x = x.contiguous(memory_format=torch.channels_last)

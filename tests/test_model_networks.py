@@ -78,6 +78,21 @@ def test_coordinate_channels_are_inputs_where_asked():
     assert discriminator(images, text.sentence).logits.shape == (2,)
 
 
+@pytest.mark.parametrize("sentence_input", [False, True])
+def test_the_4x4_input_map_takes_the_sentence_only_where_asked(sentence_input):
+    """g_sentence_input: G's first linear reads [W s ; z] (the layout can follow the caption), else z alone."""
+    torch.manual_seed(0)
+    generator = Generator(TINY.replace(g_sentence_input=sentence_input)).eval()
+    seen = []
+    generator.fc.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    z = torch.randn(2, TINY.z_dim)
+    text = make_text(2, 5, TINY.text_dim, lengths=[5, 3])
+    other = TextEmbedding(text.words, text.mask, text.sentence + 1.0)  # only the sentence vector changes
+    generator(z, text), generator(z, other)
+    assert generator.fc.in_features == (2 if sentence_input else 1) * TINY.z_dim
+    assert torch.equal(seen[0], seen[1]) is not sentence_input
+
+
 def test_padded_words_change_nothing():
     torch.manual_seed(0)
     generator = Generator(TINY).eval()
