@@ -263,8 +263,8 @@ PRESETS: dict[str, Preset] = {
     # rate is twice G's: with equal rates caption accuracy at 75k images spread over 0.21-0.55 across
     # runs (3 of 9 missed colour and place), with D at 2e-3 over 0.37-0.46 in seven runs (README).
     # G's 4x4 map is drawn from the sentence and z (g_sentence_input), so the caption lays out the
-    # scene from the first layer: caption accuracy at 75k images 0.365 -> 0.592 (seed 0) and
-    # 0.384 -> 0.564 (seed 1), places 0.37 of "at" facts (README).
+    # scene from the first layer: caption accuracy at 75k images 0.316 -> 0.592 on seed 0 (one
+    # machine), 0.49-0.59 on seeds 0-2; colour at its place 0.24-0.37 of "at" facts (README).
     "cpu-32": Preset(
         ModelConfig(
             image_size=32,
