@@ -15,6 +15,7 @@ inputs understate it: the default is the demo dataset's size.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -43,8 +44,8 @@ def plain_loop(config: IngestConfig) -> int:
     narratives = defaultdict(list)
     for file in discover(config):
         if file.source == "coco":
-            data = Path(file.path).read_bytes()
-            candidates += parse_coco(data, file, max_caption_chars=config.max_caption_chars)[0]
+            opener = functools.partial(open, file.path, "rb")
+            candidates += parse_coco(opener, file, max_caption_chars=config.max_caption_chars)[0]
             continue
         with open(file.path, "rb") as stream:
             for line, raw in iter_lines(stream):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
@@ -141,11 +142,49 @@ def test_a_coco_file_that_is_not_json_or_not_coco_is_one_dead_letter():
     for data, stage, reason in [
         (b'{"images": [', "parse", "not a valid JSON file"),
         (b"\xff\xfe{}", "parse", "not a valid JSON file"),
+        (b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": []} x', "parse", "trailing garbage"),
         (b'{"images": {}, "annotations": []}', "schema", "'images' must be a list"),
+        (b'{"annotations": [], "images": {"item": {"id": 1}}}', "schema", "'images' must be a list"),
+        (b'[{"images": [], "annotations": []}]', "schema", "the top level must be an object"),
     ]:
-        candidates, (letter,), counts = parse_coco(data, file, max_caption_chars=100)
-        assert candidates == [] and (letter.stage, letter.location) == (stage, "annotations/captions_val2017.json")
+        candidates, (letter,), counts = parse_coco(functools.partial(io.BytesIO, data), file, max_caption_chars=100)
+        assert list(candidates) == [] and letter.location == "annotations/captions_val2017.json"
+        assert letter.stage == stage
         assert reason in letter.reason and counts == {("files", "in"): 1, ("files", "rejected"): 1}
+
+
+def test_a_coco_file_is_streamed_in_any_key_order_and_every_record_accounted_for():
+    file = annotation_file("coco", "/r/annotations/captions_train2017.json", input_root="/r", image_dirs={})
+    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480} for i in range(3000)]
+    images += [{"id": 5, "file_name": "again.jpg"}, {"id": "x", "file_name": "b.jpg"}]
+    annotations = [{"id": i, "image_id": i % 2999, "caption": f"caption {i}"} for i in range(6000)]
+    annotations += [{"id": 7, "image_id": 1, "caption": "repeated id"}, {"id": 9000, "image_id": 4242, "caption": "x"}]
+    data = json.dumps({"annotations": annotations, "info": {"images": []}, "images": images}).encode()
+
+    class Reads(io.BytesIO):  # records the size of every read the parser asks for
+        def read(self, size=-1):
+            sizes.append(len(data) if size is None or size < 0 else size)
+            return super().read(size)
+
+        def readinto(self, buffer):
+            sizes.append(len(buffer))
+            return super().readinto(buffer)
+
+    sizes: list[int] = []
+    candidates, dead, counts = parse_coco(lambda: Reads(data), file, max_caption_chars=100)
+    candidates = list(candidates)
+    assert 0 < max(sizes) < len(data) // 4  # read in chunks, twice over (never the whole file at once)
+    assert len(candidates) == 2999 and candidates[0].captions == ("caption 0", "caption 2999", "caption 5998")
+    assert candidates[0].image_name == "train2017/000000000000.jpg"
+    assert sorted((d.stage, d.location) for d in dead) == [
+        ("duplicate", "annotations/captions_train2017.json annotations[6000]"),
+        ("duplicate", "annotations/captions_train2017.json images[3000]"),
+        ("join", "annotations/captions_train2017.json annotations[6001]"),
+        ("join", "annotations/captions_train2017.json images[2999]"),  # no annotation names image 2999
+        ("schema", "annotations/captions_train2017.json images[3001]"),
+    ]
+    assert counts[("images", "in")] == 3002 == len(candidates) + counts[("images", "rejected")]
+    assert counts[("annotations", "in")] == 6002 == 6000 + counts[("annotations", "rejected")]
 
 
 def test_cli_validates_options_into_one_config(tmp_path):

@@ -114,15 +114,15 @@ class ParseCocoFile(beam.DoFn):
 
     def process(self, file: AnnotationFile):
         try:
-            with FileSystems.open(file.path) as stream:
-                data = stream.read()
+            candidates, dead, counts = parse_coco(
+                lambda: FileSystems.open(file.path), file, max_caption_chars=self.max_caption_chars
+            )
         except OSError as error:
             yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
             yield _count(file.source, file.split, "files", "in")
             yield _count(file.source, file.split, "files", "rejected")
             return
-        candidates, dead, counts = parse_coco(data, file, max_caption_chars=self.max_caption_chars)
-        log.info("%s: %d images with captions, %d rejected records", file.path, len(candidates), len(dead))
+        log.info("%s: %d images, %d rejected records", file.path, counts[("images", "in")], len(dead))
         for candidate in candidates:
             yield RECORD, candidate
         for letter in dead:
