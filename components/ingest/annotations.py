@@ -188,7 +188,7 @@ def parse_coco(
     The file is streamed (ijson), never held: `open_file` is called twice, once to check the whole
     file and index its images, once for its annotations, so the keys may come in any order. What
     stays in memory is the join itself: each image's id and file name and each caption (at COCO-2014
-    train some 83k and 414k), not the parsed document (about 10x the file's size as Python objects).
+    train some 83k and 414k), not the parsed document (some 4-5x the file's size as Python objects).
     The candidates are made as they are iterated, after the dead letters and counts are complete.
     """
     dead: list[DeadLetter] = []
