@@ -197,6 +197,11 @@ def parse_coco(
     def reject(stage: str, reason: str, location: str, record) -> None:
         dead.append(DeadLetter(file.source, file.split, stage, reason, location, preview(record)))
 
+    def refuse_file(stage: str, reason: str) -> tuple[Iterator[Candidate], list[DeadLetter], Counts]:
+        """The whole file as one dead letter: nothing read from it is kept."""
+        letter = DeadLetter(file.source, file.split, stage, reason, file.name, {"file": file.name})
+        return iter(()), [letter], Counter({("files", "in"): 1, ("files", "rejected"): 1})
+
     images: dict[int, tuple[int, str]] = {}  # id -> (index in the list, file name), first entry wins
     owner_of_file: dict[str, int] = {}
     rejected_images: dict[int, str] = {}
@@ -226,19 +231,17 @@ def parse_coco(
     try:
         with open_file() as stream:
             kinds = coco_shape(stream, on_image=index_image)
-    except ijson.JSONError as error:  # the whole file is refused: nothing read from it is kept
+    except ijson.JSONError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         near = f" near {lines[1]!r}" if len(lines) > 1 else ""
-        reject("parse", f"not a valid JSON file: {lines[0] if lines else error}{near}", file.name, {"file": file.name})
-        return iter(()), dead[-1:], Counter({("files", "in"): 1, ("files", "rejected"): 1})
+        return refuse_file("parse", f"not a valid JSON file: {lines[0] if lines else error}{near}")
     shape = (
         ["the top level must be an object"]
         if kinds.get("") != "start_map"
         else [f"{key!r} must be a list" for key in ("images", "annotations") if kinds.get(key) != "start_array"]
     )
     if shape:
-        reject("schema", "not a COCO captions file: " + "; ".join(shape), file.name, {"file": file.name})
-        return iter(()), dead[-1:], Counter({("files", "in"): 1, ("files", "rejected"): 1})
+        return refuse_file("schema", "not a COCO captions file: " + "; ".join(shape))
     counts[("files", "parsed")] = 1
 
     captions: dict[int, list[str]] = {}
