@@ -107,6 +107,11 @@ class TrainConfig(DictConfig):
     # Early on, the EMA half-life is `ema_rampup` x images seen, so a short run's EMA forgets the
     # random initialisation (at 0.999 per step, 375 steps would still hold 69 % of it); 0 turns that off.
     ema_rampup: float = setting(0.05, help="early half-life = this x images seen, until ema_half_life_images (0: off)")
+    # A short run at a high rate learns fast but ends wherever its last steps threw it; a linear decay over
+    # the budget's tail lets the weights settle (images seen, so the same at any batch and on resume).
+    lr_decay_start: float = setting(
+        1.0, help="fraction of total_images after which both learning rates fall linearly to 0 (1: constant)"
+    )
     grad_accumulation: int = setting(1, help="micro-batches per optimiser step")
     time_limit_minutes: float = setting(0.0, help="also stop at the first tick after this many minutes (0: no limit)")
     tick_images: int = setting(2_000, help="log losses and throughput every this many images")
@@ -156,6 +161,8 @@ class TrainConfig(DictConfig):
             problems.append("batch_size, grad_accumulation and d_steps_per_g_step must be at least 1")
         if self.ema_half_life_images <= 0 or self.ema_rampup < 0:
             problems.append("ema_half_life_images must be positive and ema_rampup at least 0")
+        if not 0 <= self.lr_decay_start <= 1:
+            problems.append(f"lr_decay_start must be a fraction of total_images in [0, 1], got {self.lr_decay_start}")
         if self.cpu_threads < 0:
             problems.append(f"cpu_threads must be 0 (torch's default) or a thread count, got {self.cpu_threads}")
         if self.total_images < 1 or self.tick_images < 1 or self.checkpoint_images < 1:
@@ -241,6 +248,19 @@ def ema_decay(config: TrainConfig, *, images_seen: int) -> float:
         half_life = min(half_life, images_seen * config.ema_rampup)
     images_per_iteration = config.batch_size * config.d_steps_per_g_step
     return 0.5 ** (images_per_iteration / max(half_life, 1e-8))
+
+
+def lr_scale(config: TrainConfig, *, images_seen: int) -> float:
+    """Factor on both learning rates: 1, then linearly down to 0 from lr_decay_start x total_images on."""
+    start = config.lr_decay_start * config.total_images
+    if images_seen <= start:
+        return 1.0
+    return max(0.0, (config.total_images - images_seen) / (config.total_images - start))
+
+
+def set_lr(optimiser: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimiser.param_groups:
+        group["lr"] = lr
 
 
 def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, TextEmbedding]:
@@ -463,6 +483,9 @@ def _train(config: TrainConfig, *, reporter: Reporter | None) -> dict:
     discriminator.train()
     stopped_early = False
     while images_seen < config.total_images:
+        scale = lr_scale(config, images_seen=images_seen)
+        set_lr(opt_d, config.d_lr * scale)
+        set_lr(opt_g, config.g_lr * scale)
         # Discriminator phase: fresh real images each D step.
         for d_step in range(config.d_steps_per_g_step):
             micro_batches = [parts.to_device(next(batches), device) for _ in range(config.grad_accumulation)]

@@ -20,7 +20,7 @@ from model.discriminator import Discriminator
 from model.generator import Generator
 from model.objective import XMCGANLoss
 from model.text_encoder import TextEmbedding
-from model.training import TrainConfig, average_gradients, ema_decay, noise
+from model.training import TrainConfig, average_gradients, ema_decay, lr_scale, noise
 from model.training_data import PositionStream, TrainingArrays, prepare_arrays, rank_batches
 from model.vgg import VGG19Features
 
@@ -71,6 +71,16 @@ def test_ema_half_life_is_counted_in_images_and_ramps_up(tmp_path):
     # Early, the half-life is 5 % of the images seen: after 20,000 images, 1,000.
     assert ema_decay(ramped, images_seen=20_000) == pytest.approx(0.5 ** (112 / 1_000))
     assert ema_decay(ramped, images_seen=10**8) == ema_decay(config, images_seen=0)
+
+
+def test_learning_rates_fall_linearly_to_zero_over_the_budgets_tail(tmp_path):
+    config = TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), total_images=10_000, lr_decay_start=0.6)
+    scales = [lr_scale(config, images_seen=i) for i in (0, 6_000, 8_000, 9_000, 10_000)]
+    assert scales == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.0])
+    constant = TrainConfig.from_dict({**config.to_dict(), "lr_decay_start": 1.0})
+    assert lr_scale(constant, images_seen=9_999) == 1.0
+    with pytest.raises(ValueError, match="lr_decay_start must be a fraction"):
+        TrainConfig.from_dict({**config.to_dict(), "lr_decay_start": 1.5})
 
 
 def test_stream_is_a_function_of_seed_and_position(processed_demo, tmp_path):
