@@ -83,6 +83,18 @@ def test_learning_rates_fall_linearly_to_zero_over_the_budgets_tail(tmp_path):
         TrainConfig.from_dict({**config.to_dict(), "lr_decay_start": 1.5})
 
 
+def test_training_steps_at_the_decayed_rates(processed_demo, tmp_path):
+    from model import training
+
+    # 16 images an iteration (batch 8, 2 D steps): the last of four starts at 48 of 64, half way down from 32.
+    config = tiny_config(tmp_path / "run", processed_demo, lr_decay_start=0.5)
+    training.train(config)
+    state = load_latest_checkpoint(tmp_path / "run" / "checkpoints").state
+    assert state["images_seen"] == 64
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(config.g_lr * 0.5)
+    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(config.d_lr * 0.5)
+
+
 def test_stream_is_a_function_of_seed_and_position(processed_demo, tmp_path):
     folder = prepare_arrays(
         data_root=processed_demo,
