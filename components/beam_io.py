@@ -10,10 +10,12 @@ Correct on any runner, whatever it does with bundles:
 - Files are a pure function of the data: rows go to a shard by a stable hash of their sort key and are
   sorted within it, and the number of shards of a folder follows its size (`shard_bytes`), so the same
   input gives byte-identical files and no worker ever holds more than about one shard.
-- Rows do not travel through the runner to their shard: each is appended to a spill file of its bundle
-  under the staging folder where it is made, and only a reference (file, offset, length, sort key, size)
-  is grouped; a shard's writer reads its rows back. A local runner keeps every PCollection that crosses a
-  stage in memory, so grouping the rows themselves held the whole output there (several copies of it).
+- A local runner keeps every PCollection that crosses a stage (a grouping, a Reshuffle, a Flatten of several
+  inputs) whole in memory, so nothing of per-record size crosses one. Rows do not travel through the
+  runner to their shard: each is appended to a spill file of its bundle under the staging folder where it
+  is made, and only a reference (file, offset, length, sort key, size) is grouped; a shard's writer reads
+  its rows back. The work is spread by small units that expand where they run (ingest: parts of a COCO
+  file; embed: row groups of the records), and counts are summed where they are made.
 - After the pipeline has finished, `publish` moves the staged outputs into place, each folder by one
   rename, and the step's completion marker (its counts or encoder.json) last: a step killed at any point
   leaves its previous outputs or none, never a half-written set under the final names.
@@ -290,7 +292,8 @@ class SpillReader:
 
 
 class WriteParquetShards(beam.PTransform):
-    """Row dicts -> <staging>/<folder_of(row)>/part-SSSSS-of-NNNNN.parquet. A folder gets as many shards as its
+    """Row dicts (a PCollection, or a tuple of them, each spilled where it is made: a tuple is not flattened
+    first) -> <staging>/<folder_of(row)>/part-SSSSS-of-NNNNN.parquet. A folder gets as many shards as its
     rows' bytes need at `shard_bytes` each; a row's shard is a stable hash of its sort key, rows are sorted
     within a shard, and every shard is written, empty or not. Rows wait in spill files under
     <staging>/_spill (see the module's docstring); a shard's writer reads and writes them a row group at a
@@ -307,11 +310,14 @@ class WriteParquetShards(beam.PTransform):
     def expand(self, rows):
         folder_of, sort_key, shard_bytes = self.folder_of, self.sort_key, self.shard_bytes
         schema, rows_per_group = self.schema, self.rows_per_group
-        spilled = (
-            rows
-            | "Key by folder" >> beam.Map(lambda row: (folder_of(row), row))
-            | "Spill rows" >> beam.ParDo(_SpillRows(posixpath.join(self.staging, SPILL_DIR), sort_key))
-        )
+        spill_dir = posixpath.join(self.staging, SPILL_DIR)
+        parts = rows if isinstance(rows, tuple) else (rows,)  # a tuple of row sets: each spilled where it is made
+        spilled = [
+            part
+            | f"Key by folder {i}" >> beam.Map(lambda row: (folder_of(row), row))
+            | f"Spill rows {i}" >> beam.ParDo(_SpillRows(spill_dir, sort_key))
+            for i, part in enumerate(parts)
+        ] | "Spilled" >> beam.Flatten()
         shard_counts = (
             spilled
             | "Row bytes" >> beam.MapTuple(lambda folder, ref: (folder, ref[4]))
@@ -343,15 +349,21 @@ def json_lines(items: list, sort_key: Callable, to_json: Callable) -> bytes:
 
 
 class WriteCounts(beam.PTransform):
-    """(key tuple, n) pairs -> their sums, staged as COUNTS_FILE (read back by `read_counts`)."""
+    """Steps' outputs -> the sums of their counts (COUNT pairs of (key tuple, n)), staged as COUNTS_FILE (read
+    back by `read_counts`). Each step's counts are summed where they are made, before the Flatten: a local
+    runner holds a Flatten's inputs whole, one count per record."""
 
     def __init__(self, staging: str):
         super().__init__()
         self.staging = staging
 
-    def expand(self, counts):
+    def expand(self, outcomes):
         return (
-            counts
+            [
+                select(step, COUNT, f"Counts {i}") | f"Sum counts {i}" >> beam.CombinePerKey(sum)
+                for i, step in enumerate(outcomes)
+            ]
+            | "Step counts" >> beam.Flatten()
             | "Sum counts" >> beam.CombinePerKey(sum)
             | "Stage counts"
             >> WriteFiles(

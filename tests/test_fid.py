@@ -2,6 +2,7 @@
 equality with torch-fidelity's own `calculate_metrics` and FID statistics, the real-feature cache, and
 torch-fidelity's standard extractor with user-supplied weights loaded safely."""
 
+import json
 import pickle
 import random
 
@@ -10,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch_fidelity
-from safetensors import safe_open
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
@@ -190,23 +190,31 @@ def test_real_features_are_cached_per_key(tmp_path):
     key = RealFeaturesKey("v1", "coco", "val", PIXEL_STATS, "abc", "tf1-bilinear", 64, 3)
     calls = []
 
-    def compute():
+    def compute(allocate):
         calls.append(1)
-        return torch.arange(12, dtype=torch.float32).view(3, 4)
+        features = allocate(3, 4)
+        features[:] = torch.arange(12, dtype=torch.float32).view(3, 4)
+        return features
 
     first, hit_first = cached_real_features(key, tmp_path, compute)
     second, hit_second = cached_real_features(key, tmp_path, compute)
     assert (hit_first, hit_second) == (False, True) and len(calls) == 1
-    assert torch.equal(first, second)
+    assert torch.equal(first, second) and torch.equal(first, torch.arange(12, dtype=torch.float32).view(3, 4))
     _, hit_other = cached_real_features(RealFeaturesKey(**{**key.__dict__, "data_version": "v2"}), tmp_path, compute)
     assert not hit_other and len(calls) == 2
-    (path,) = (tmp_path / "real-features").glob(f"*{key.digest()}.safetensors")
-    with safe_open(path, "pt") as stored:
-        assert '"data_version": "v1"' in stored.metadata()["key"]
+    (path,) = (tmp_path / "real-features").glob(f"*{key.digest()}.npy")
+    assert isinstance(np.load(path, mmap_mode="r"), np.memmap)  # read from the file, not held
+    assert json.loads(path.with_suffix(".json").read_text())["data_version"] == "v1"
+    second[0, 0] = -1.0  # copy-on-write: the cache file keeps its values
+    assert cached_real_features(key, tmp_path, compute)[0][0, 0] == 0.0
     wrong_count = RealFeaturesKey(**{**key.__dict__, "num_images": 4})
-    path.rename(path.with_name(f"{PIXEL_STATS}-{wrong_count.digest()}.safetensors"))
+    path.rename(path.with_name(f"{PIXEL_STATS}-{wrong_count.digest()}.npy"))
     with pytest.raises(ValueError, match="hold 3 rows, expected 4"):
         cached_real_features(wrong_count, tmp_path, compute)
+    with pytest.raises(ValueError, match="must return the tensor allocate gave it"):
+        cached_real_features(RealFeaturesKey(**{**key.__dict__, "data_version": "v3"}), tmp_path,
+                             lambda allocate: allocate(3, 4).clone())  # fmt: skip
+    assert not list((tmp_path / "real-features").glob("*.partial"))  # a failed computation leaves nothing
 
 
 @pytest.fixture(scope="module")

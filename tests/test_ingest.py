@@ -19,6 +19,7 @@ from components.demo_data import caption_accuracy
 from components.ingest import IngestConfig, run_ingest
 from components.ingest.__main__ import parse_arguments
 from components.ingest.annotations import annotation_file, parse_coco
+from components.ingest.config import REMOTE_COCO_PARTS
 from components.ingest.images import ImageSettings, Rejected, process_image, resize
 from model.data import RECORD_SCHEMA, records_dir
 
@@ -185,6 +186,13 @@ def test_a_coco_file_is_streamed_in_any_key_order_and_every_record_accounted_for
     ]
     assert counts[("images", "in")] == 3002 == len(candidates) + counts[("images", "rejected")]
     assert counts[("annotations", "in")] == 6002 == 6000 + counts[("annotations", "rejected")]
+    # a part keeps the candidates of its images only; its dead letters and counts are the whole file's
+    even, even_dead, even_counts = parse_coco(
+        lambda: Reads(data), file, max_caption_chars=100, keep=lambda i: i % 2 == 0
+    )
+    even = list(even)
+    assert even == [c for c in candidates if int(c.image_id) % 2 == 0] and len(even) == 1500
+    assert (even_dead, even_counts) == (dead, counts)
 
 
 def test_cli_validates_options_into_one_config(tmp_path):
@@ -197,6 +205,12 @@ def test_cli_validates_options_into_one_config(tmp_path):
         parse_arguments(["--params", str(params), "--resize", "pad"])
     with pytest.raises(ValueError, match="unknown sources"):
         IngestConfig(input_root="a", output_root="b", sources=("flickr",))
+    # a COCO file's parts: one per local worker, more on a cluster, or as set
+    assert IngestConfig(input_root="a", output_root="b", local_workers=3).coco_file_parts == 3
+    assert IngestConfig(input_root="a", output_root="b", runner="DataflowRunner").coco_file_parts == REMOTE_COCO_PARTS
+    assert IngestConfig(input_root="a", output_root="b", runner="DataflowRunner", coco_parts=5).coco_file_parts == 5
+    with pytest.raises(ValueError, match="coco_parts must be at least 0"):
+        IngestConfig(input_root="a", output_root="b", coco_parts=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +266,21 @@ def test_the_same_input_gives_byte_identical_output(bad_run, tmp_path):
         assert data_version(tmp_path / folder) == data_version(out / folder)  # DVC sees no change on a re-run
     shards = sorted(p.name for p in Path(records_dir(tmp_path, "ln_coco", "val")).iterdir())
     assert shards == ["part-00000-of-00001.parquet"]  # one image: one shard
+
+
+def test_any_number_of_coco_parts_gives_the_same_output(bad_run, tmp_path):
+    """Every part of a COCO file parses all of it and keeps the images that hash to it; part 0 alone reports
+    the file's dead letters and counts: nothing is lost or doubled, whatever the parts and workers."""
+    corpus, out, summary, _ = bad_run
+    for parts, workers in ((1, 1), (3, 2)):
+        root = tmp_path / f"parts-{parts}"
+        coco = ingest(
+            corpus.root, root, sources=("coco",), image_size=32, shard_bytes=4096, coco_parts=parts,
+            local_workers=workers,
+        )  # fmt: skip
+        assert coco["sources"]["coco"] == summary["sources"]["coco"]
+        for folder in ("records/coco", "dead_letter/coco"):
+            assert data_version(root / folder) == data_version(out / folder), (parts, folder)
 
 
 @pytest.mark.shared_data

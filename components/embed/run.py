@@ -1,6 +1,7 @@
 """The embed pipeline (Apache Beam): every caption of the ingested records, encoded once.
 
-    records/<source>/<split>/part-*.parquet --captions--> frozen text encoder (a Beam ModelHandler, fixed batches)
+    records/<source>/<split>/part-*.parquet, a row group (128 records) at a time --its captions--> frozen text
+        encoder (a Beam ModelHandler, fixed batches in key order within the row group)
     --> embeddings/<encoder slug>-L<max length>/<source>/<split>/part-*.parquet   (EMBEDDING_SCHEMA)
         embeddings/<encoder slug>-L<max length>/encoder.json                     {name, max_length, dim, ...}
 
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import posixpath
 import time
+from collections import Counter
 
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from components.beam_io import (
-    COUNT,
     RECORD,
     WriteCounts,
     WriteParquetShards,
@@ -36,10 +37,7 @@ from components.beam_io import (
     publish,
     read_counts,
     select,
-    select_all,
     settle,
-    shards_for,
-    stable_shard,
     write_empty_parquet,
     write_json,
 )
@@ -66,13 +64,20 @@ def record_files(config: EmbedConfig) -> dict[tuple[str, str], list[str]]:
     return found
 
 
-def read_records(path: str):
-    """A records file -> its rows (the caption columns), one row group at a time. Read by hand, not by
-    ReadFromParquet: the Dask runner has no translation for Beam's Read."""
+def row_groups(paths: list[str]) -> list[tuple[str, int]]:
+    """(file, row group) for every row group of the records files, from their footers: the unit of work."""
+    groups = []
+    for path in paths:
+        with FileSystems.open(path) as stream:
+            groups.extend((path, group) for group in range(pq.ParquetFile(stream).num_row_groups))
+    return groups
+
+
+def read_row_group(path: str, group: int) -> list[dict]:
+    """One row group of a records file (the caption columns). Read by hand, not by ReadFromParquet: the Dask
+    runner has no translation for Beam's Read."""
     with FileSystems.open(path) as stream:
-        parquet = pq.ParquetFile(stream)
-        for group in range(parquet.num_row_groups):
-            yield from parquet.read_row_group(group, columns=RECORD_COLUMNS).to_pylist()
+        return pq.ParquetFile(stream).read_row_group(group, columns=RECORD_COLUMNS).to_pylist()
 
 
 def encoder_width(encoder: str) -> int:
@@ -81,36 +86,12 @@ def encoder_width(encoder: str) -> int:
     return int(AutoConfig.from_pretrained(resolve_encoder_path(encoder)).hidden_size)
 
 
-def explode(record: dict):
-    """A record -> (RECORD, ((source, split, image_id, caption index), caption)) per caption, and its count."""
-    yield counted((record["source"], record["split"], "in"), len(record["captions"]))
-    for index, caption in enumerate(record["captions"]):
-        yield RECORD, ((record["source"], record["split"], record["image_id"], index), caption)
-
-
-def to_row(keyed):
-    (source, split, image_id, index), result = keyed
-    embedding = result.inference
-    yield counted((source, split, "embedded"))
-    yield (
-        RECORD,
-        {
-            "image_id": image_id,
-            "source": source,
-            "split": split,
-            "caption_index": index,
-            "caption": result.example,
-            "token_embeddings": embedding.token_embeddings,
-            "attention_mask": embedding.attention_mask,
-            "sentence_embedding": embedding.sentence_embedding,
-        },
-    )
-
-
-class EncodeBatches(beam.DoFn):
-    """(batch id, [(key, caption)]) -> (key, PredictionResult) through the handler, `batch_size` captions at a
-    time in key order. Not RunInference: its batches follow arrival order, and it emits its last batch in
-    finish_bundle, whose outputs the Dask runner drops (it collects a bundle's results before finish_bundle)."""
+class EncodeRowGroups(beam.DoFn):
+    """(records file, row group) -> (RECORD, embedding row) per caption of its records and their counts. The
+    captions are encoded `batch_size` at a time in (image id, caption index) order, so a row group always
+    gives the same batches; its rows go on to the writers as they are encoded, so that captions never
+    cross a stage (a local runner holds whatever does whole in memory). Not RunInference: it batches across
+    a bundle in arrival order and emits its last batch in finish_bundle, whose outputs the Dask runner drops."""
 
     def __init__(self, handler: TextEncoderHandler):
         self.handler = handler
@@ -118,13 +99,38 @@ class EncodeBatches(beam.DoFn):
     def setup(self):
         self.model = self.handler.load_model()
 
-    def process(self, group):
-        _, items = group
-        items = sorted(items)
-        for start in range(0, len(items), self.handler.batch_size):
-            chunk = items[start : start + self.handler.batch_size]
+    def process(self, element: tuple[str, int]):
+        records = read_row_group(*element)
+        captions = sorted(
+            ((r["source"], r["split"], r["image_id"], index), caption)
+            for r in records
+            for index, caption in enumerate(r["captions"])
+        )
+        embedded = Counter()
+        for start in range(0, len(captions), self.handler.batch_size):
+            chunk = captions[start : start + self.handler.batch_size]
             results = self.handler.run_inference([caption for _, caption in chunk], self.model)
-            yield from zip((key for key, _ in chunk), results, strict=True)
+            for ((source, split, image_id, index), _), result in zip(chunk, results, strict=True):
+                embedded[(source, split)] += 1
+                yield RECORD, embedding_row(source, split, image_id, index, result)
+        for (source, split), n in Counter((r["source"], r["split"]) for r in records for _ in r["captions"]).items():
+            yield counted((source, split, "in"), n)
+        for (source, split), n in embedded.items():
+            yield counted((source, split, "embedded"), n)
+
+
+def embedding_row(source: str, split: str, image_id: str, index: int, result) -> dict:
+    embedding = result.inference
+    return {
+        "image_id": image_id,
+        "source": source,
+        "split": split,
+        "caption_index": index,
+        "caption": result.example,
+        "token_embeddings": embedding.token_embeddings,
+        "attention_mask": embedding.attention_mask,
+        "sentence_embedding": embedding.sentence_embedding,
+    }
 
 
 def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, str], list[str]], staging: str) -> None:
@@ -132,29 +138,14 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, s
     for max_length in sorted({config.max_lengths[source] for source, _ in files}):
         paths = [p for (source, _), found in files.items() if config.max_lengths[source] == max_length for p in found]
         handler = TextEncoderHandler(encoder=encoder, max_length=max_length, batch_size=config.batch_size)
-        captions = (
+        encoded = (
             pipeline
-            | f"Record files L{max_length}" >> beam.Create(paths)
-            | f"Read records L{max_length}" >> beam.FlatMap(read_records)
-            | f"Captions L{max_length}" >> beam.FlatMap(explode)
-        )
-        keyed = select(captions, RECORD, f"Keyed captions L{max_length}")
-        batches = (
-            keyed
-            | f"One key L{max_length}" >> beam.Map(lambda _: ("captions", 1))
-            | f"Count captions L{max_length}" >> beam.CombinePerKey(sum)
-            | f"Batches L{max_length}" >> beam.MapTuple(lambda key, n: (key, shards_for(n, config.batch_size)))
-        )
-        rows = (
-            keyed
-            | f"Into batches L{max_length}"
-            >> beam.Map(lambda kv, n: (stable_shard(kv[0], n["captions"]), kv), n=beam.pvalue.AsDict(batches))
-            | f"Group batches L{max_length}" >> beam.GroupByKey()
-            | f"Encode L{max_length}" >> beam.ParDo(EncodeBatches(handler))
-            | f"Rows L{max_length}" >> beam.FlatMap(to_row)
+            | f"Row groups L{max_length}" >> beam.Create(row_groups(paths))
+            | f"Spread L{max_length}" >> beam.Reshuffle()
+            | f"Encode L{max_length}" >> beam.ParDo(EncodeRowGroups(handler))
         )
         sinks.append(
-            select(rows, RECORD, f"Embeddings L{max_length}")
+            select(encoded, RECORD, f"Embeddings L{max_length}")
             | f"Write L{max_length}"
             >> WriteParquetShards(
                 staging=staging,
@@ -165,8 +156,8 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig, files: dict[tuple[str, s
                 rows_per_group=ROWS_PER_ROW_GROUP,
             )
         )
-        outcomes.extend([captions, rows])
-    counts = select_all(outcomes, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
+        outcomes.append(encoded)
+    counts = tuple(outcomes) | "Write counts" >> WriteCounts(staging)
     join_sinks([*sinks, counts])
 
 

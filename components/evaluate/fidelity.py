@@ -9,8 +9,10 @@ Features come from torch-fidelity's own extraction loop and KID from its own cod
 `calculate_metrics` runs); FID is torch-fidelity's value computed by an exact identity that avoids
 its non-symmetric 2048 x 2048 eigendecomposition and any float64 copy of a large feature set
 (`FeatureStatistics`, `frechet_distance`; the tests check both against each other).
-Real-image features are cached as safetensors, keyed by everything that determines them, instead of
-torch-fidelity's pickled cache.
+Real-image features are cached as a NumPy .npy file (read without pickle), keyed by everything that
+determines them, instead of torch-fidelity's pickled cache; they are written into it as they are
+extracted and read from it memory-mapped, so a large split's features live in the page cache, not in
+the process (COCO-2014 val: 330 MB).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torch_fidelity
-from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
@@ -300,16 +301,33 @@ class RealFeaturesKey:
 
 
 def cached_real_features(key: RealFeaturesKey, cache_dir: Path, compute) -> tuple[torch.Tensor, bool]:
-    """Real features for `key` from `cache_dir`, or `compute()` them and store them; returns (features, hit)."""
-    path = Path(cache_dir) / "real-features" / f"{key.extractor}-{key.digest()}.safetensors"
-    if path.is_file():
-        features = load_file(path)["features"]
-        if features.shape[0] != key.num_images:
-            raise ValueError(f"cached real features {path} hold {features.shape[0]} rows, expected {key.num_images}")
-        return features, True
-    features = compute().to(torch.float32).contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file({"features": features}, partial, metadata={"key": json.dumps(asdict(key), sort_keys=True)})
-    partial.replace(path)
-    return features, False
+    """Real features for `key` from `cache_dir`, or `compute(allocate)` them and store them; returns
+    (features, hit). `allocate(rows, dim)` gives the float32 tensor to fill: a memory-mapped file under a
+    temporary name, renamed complete. Either way the features come back memory-mapped (copy-on-write: a
+    write stays private), with the key beside them as JSON."""
+    path = Path(cache_dir) / "real-features" / f"{key.extractor}-{key.digest()}.npy"
+    hit = path.is_file()
+    if not hit:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        arrays = []
+
+        def allocate(rows: int, dim: int) -> torch.Tensor:
+            arrays.append(np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, dim)))
+            return torch.from_numpy(arrays[-1])
+
+        try:
+            computed = compute(allocate)
+            if not arrays or computed.data_ptr() != arrays[-1].ctypes.data:
+                raise ValueError("compute must return the tensor allocate gave it")
+            arrays[-1].flush()
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        del computed, arrays
+        path.with_suffix(".json").write_text(json.dumps(asdict(key), sort_keys=True) + "\n")
+        partial.replace(path)
+    features = torch.from_numpy(np.load(path, mmap_mode="c", allow_pickle=False))
+    if features.ndim != 2 or features.shape[0] != key.num_images:
+        raise ValueError(f"cached real features {path} hold {features.shape[0]} rows, expected {key.num_images}")
+    return features, hit

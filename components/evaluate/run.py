@@ -151,16 +151,18 @@ def split_chunks(split_images: np.ndarray | SplitImages, rows: int):
             yield split_images[start : start + rows]
 
 
-def streamed_features(split_images, image_size: tuple[int, int], extractor, *, batch_size: int) -> torch.Tensor:
+def streamed_features(
+    split_images, image_size: tuple[int, int], extractor, *, batch_size: int, allocate=None
+) -> torch.Tensor:
     """Features of every image of the split in order, read, resized and extracted a few feature batches at a
     time. Each chunk is a whole number of batches, so the extractor sees exactly the batches of one pass over
-    the decoded split: the same features, bit for bit. Written into one preallocated tensor (a torch.cat of
-    the parts would hold the split's features twice)."""
+    the decoded split: the same features, bit for bit. Written into one preallocated float32 tensor,
+    `allocate(rows, dim)` (default in memory; the cache gives a memory-mapped file)."""
     features, done = None, 0
     for chunk in split_chunks(split_images, batch_size * REAL_CHUNK_BATCHES):
         part = extract_features(resize_all(chunk, image_size), extractor, batch_size=batch_size)
         if features is None:
-            features = part.new_empty((len(split_images), part.shape[1]))
+            features = (allocate or (lambda rows, dim: torch.empty(rows, dim)))(len(split_images), part.shape[1])
         features[done : done + len(part)] = part
         done += len(part)
     if features is None or done != len(split_images):
@@ -185,7 +187,9 @@ def real_split_features(split_images, image_size: tuple[int, int], extractor, co
     real_features, cache_hit = cached_real_features(
         key,
         Path(config.cache_dir),
-        lambda: streamed_features(split_images, image_size, extractor, batch_size=config.feature_batch),
+        lambda allocate: streamed_features(
+            split_images, image_size, extractor, batch_size=config.feature_batch, allocate=allocate
+        ),
     )
     log(f"evaluate: real features of {len(split_images)} images {'from cache' if cache_hit else 'computed'}")
     return real_features, time.perf_counter() - clock

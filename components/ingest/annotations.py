@@ -181,15 +181,21 @@ Counts = Counter  # (unit, outcome) -> n for one source and split; unit: files |
 
 
 def parse_coco(
-    open_file: Callable[[], BinaryIO], file: AnnotationFile, *, max_caption_chars: int
+    open_file: Callable[[], BinaryIO],
+    file: AnnotationFile,
+    *,
+    max_caption_chars: int,
+    keep: Callable[[int], bool] = lambda image_id: True,
 ) -> tuple[Iterator[Candidate], list[DeadLetter], Counts]:
-    """A COCO captions file -> (candidates, dead letters, counts). Keeps the first of duplicated ids.
+    """A COCO captions file -> (candidates of the images `keep` accepts, dead letters, counts of the whole
+    file). Keeps the first of duplicated ids.
 
     The file is streamed (ijson), never held: `open_file` is called twice, once to check the whole
     file and index its images, once for its annotations, so the keys may come in any order. What
-    stays in memory is the join itself: each image's id and file name and each caption (at COCO-2014
-    train some 83k and 414k), not the parsed document (some 4-5x the file's size as Python objects).
-    The candidates are made as they are iterated, after the dead letters and counts are complete.
+    stays in memory is the join: each image's id and file name and each annotation's id (for the
+    checks), and the captions of the kept images (at COCO-2014 train some 83k images and 414k
+    captions), not the parsed document (some 4-5x the file's size as Python objects). The candidates
+    are made as they are iterated, after the dead letters and counts are complete.
     """
     dead: list[DeadLetter] = []
     counts: Counts = Counter({("files", "in"): 1})
@@ -244,7 +250,8 @@ def parse_coco(
         return refuse_file("schema", "not a COCO captions file: " + "; ".join(shape))
     counts[("files", "parsed")] = 1
 
-    captions: dict[int, list[str]] = {}
+    captions: dict[int, list[str]] = {}  # of the kept images
+    captioned: set[int] = set()  # every image with a usable caption
     caption_problems: dict[int, list[str]] = {}  # image id -> why each of its captions was refused
     first_annotation: dict[int, int] = {}
 
@@ -274,7 +281,9 @@ def parse_coco(
                     else f"image id {image_id} is not in the file's images list",
                 )
             caption = clean_caption(annotation["caption"], max_chars=max_caption_chars)  # before the image gets a list
-            captions.setdefault(image_id, []).append(caption)
+            captioned.add(image_id)
+            if keep(image_id):
+                captions.setdefault(image_id, []).append(caption)
         except Rejected as rejected:
             counts[("annotations", "rejected")] += 1
             reject(rejected.stage, rejected.reason, where, annotation)
@@ -286,7 +295,7 @@ def parse_coco(
             join_annotation(index, annotation)
 
     for image_id, (index, file_name) in images.items():
-        if image_id not in captions:
+        if image_id not in captioned:
             counts[("images", "rejected")] += 1
             where, entry = f"{file.name} images[{index}]", {"id": image_id, "file_name": file_name}
             if problems := caption_problems.get(image_id):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from model.data import SOURCES
 from model.settings import DictConfig, setting
 
-from ..beam_io import LOCAL_MODES
+from ..beam_io import LOCAL_MODES, LOCAL_RUNNERS
 from .annotations import DEFAULT_IMAGE_DIRS
 from .images import RESIZE_MODES, ImageSettings
 
@@ -19,6 +19,7 @@ def absolute(path: str) -> str:
 
 
 MIN_SHARD_BYTES = 1 << 10
+REMOTE_COCO_PARTS = 32  # a COCO file's parts on cluster runners: its image work spread over up to 32 workers
 
 
 def beam_problems(config) -> list[str]:
@@ -59,6 +60,11 @@ class IngestConfig(DictConfig):
         2, help="workers of the local runners (DirectRunner, FnApiRunner; other runners ignore it)"
     )
     local_mode: str = setting("threads", help="threads or processes: how the local runners run their workers")
+    coco_parts: int = setting(
+        0,
+        help="parts a COCO file's images are split into, one worker each; every part streams the file's annotations"
+        f" (0: local_workers on the local runners, {REMOTE_COCO_PARTS} on others)",
+    )
     beam_args: tuple[str, ...] = setting((), help="more Beam pipeline options, as a YAML list")
 
     def __post_init__(self) -> None:
@@ -87,9 +93,18 @@ class IngestConfig(DictConfig):
             problems.append(f"max_caption_chars must be at least 1, got {self.max_caption_chars}")
         if self.coco_year not in (None, 2014, 2017):
             problems.append(f"coco_year must be 2014, 2017 or null, got {self.coco_year}")
+        if self.coco_parts < 0:
+            problems.append(f"coco_parts must be at least 0 (0: chosen by the runner), got {self.coco_parts}")
         problems.extend(beam_problems(self))
         if problems:
             raise ValueError("invalid ingest config: " + "; ".join(problems))
+
+    @property
+    def coco_file_parts(self) -> int:
+        """How many parts each COCO file is parsed in: coco_parts, or the runner's choice."""
+        if self.coco_parts:
+            return self.coco_parts
+        return self.local_workers if self.runner in LOCAL_RUNNERS else REMOTE_COCO_PARTS
 
     @property
     def image_settings(self) -> ImageSettings:

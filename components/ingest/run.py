@@ -6,9 +6,12 @@
                                                                     location, record})
     counts ------------------> counts/<source>.json  (per split and unit: in = written + rejected)
 
-COCO files are parsed whole (the image list and captions live in one JSON); Localized Narratives
-lines are parsed one by one and grouped by image. A Reshuffle before the image work spreads it
-over workers on distributed runners. Every step has one output of (kind, value) pairs: records,
+A COCO file's image list and captions live in one JSON, so the file is the unit of parsing; its image
+work is spread over workers by parts: (file, part) pairs cross a Reshuffle, and each part streams the
+file and keeps the images whose id hashes to it (part 0 also reports the file's dead letters and
+counts). So the candidates never cross a stage, which a local runner would hold whole in memory: a
+part's candidates go straight on to their images and the spill files. Localized Narratives lines are
+parsed one by one and grouped by image. Every step has one output of (kind, value) pairs: records,
 dead letters and counts (components/beam_io.py says why, and how files are staged, settled and
 published so that no runner's retries or kills lose, double or half-write anything).
 """
@@ -24,7 +27,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from components.beam_io import (
-    COUNT,
     DEAD,
     RECORD,
     WriteCounts,
@@ -43,6 +45,7 @@ from components.beam_io import (
     select,
     select_all,
     settle,
+    stable_shard,
     write_bytes,
     write_empty_parquet,
     write_json,
@@ -108,27 +111,38 @@ def _dead(letter: DeadLetter):
     return DEAD, letter
 
 
-class ParseCocoFile(beam.DoFn):
+class ParseCocoPart(beam.DoFn):
+    """(COCO file, part, parts) -> the candidates of the file whose image id hashes to `part`, and from part 0
+    the file's dead letters and counts. Every part parses the whole file (its checks need it all) and keeps
+    only its own images' captions. A part that cannot read the file yields nothing but from part 0: the
+    images it misses leave the counts short, which stops the run (`split_counts`)."""
+
     def __init__(self, max_caption_chars: int):
         self.max_caption_chars = max_caption_chars
 
-    def process(self, file: AnnotationFile):
+    def process(self, element: tuple[AnnotationFile, int, int]):
+        file, part, parts = element
         try:
             candidates, dead, counts = parse_coco(
-                lambda: FileSystems.open(file.path), file, max_caption_chars=self.max_caption_chars
+                lambda: FileSystems.open(file.path),
+                file,
+                max_caption_chars=self.max_caption_chars,
+                keep=lambda image_id: stable_shard(str(image_id), parts) == part,
             )
         except OSError as error:
-            yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
-            yield _count(file.source, file.split, "files", "in")
-            yield _count(file.source, file.split, "files", "rejected")
+            if part == 0:
+                yield _dead(DeadLetter(file.source, file.split, "read", f"cannot read: {error}", file.name, {}))
+                yield _count(file.source, file.split, "files", "in")
+                yield _count(file.source, file.split, "files", "rejected")
             return
-        log.info("%s: %d images, %d rejected records", file.path, counts[("images", "in")], len(dead))
+        if part == 0:
+            log.info("%s: %d images, %d rejected records", file.path, counts[("images", "in")], len(dead))
+            for letter in dead:
+                yield _dead(letter)
+            for (unit, outcome), n in counts.items():
+                yield _count(file.source, file.split, unit, outcome, n)
         for candidate in candidates:
             yield RECORD, candidate
-        for letter in dead:
-            yield _dead(letter)
-        for (unit, outcome), n in counts.items():
-            yield _count(file.source, file.split, unit, outcome, n)
 
 
 class ReadNarratives(beam.DoFn):
@@ -257,14 +271,16 @@ def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationF
     """Add the ingest transforms for `files` to `pipeline`, writing under `staging`."""
     coco = [f for f in files if f.source == "coco"]
     narrative_files = [f for f in files if f.source != "coco"]
-    candidates, outcomes = [], []
+    candidates, outcomes = {}, []  # candidates: per kind of file, each processed where it is made
     if coco:
+        parts = config.coco_file_parts
         parsed = (
             pipeline
-            | "COCO files" >> beam.Create(coco)
-            | "Parse COCO" >> beam.ParDo(ParseCocoFile(config.max_caption_chars))
+            | "COCO file parts" >> beam.Create([(f, part, parts) for f in coco for part in range(parts)])
+            | "Spread parts" >> beam.Reshuffle()
+            | "Parse COCO" >> beam.ParDo(ParseCocoPart(config.max_caption_chars))
         )
-        candidates.append(select(parsed, RECORD, "COCO candidates"))
+        candidates["COCO"] = select(parsed, RECORD, "COCO candidates")
         outcomes.append(parsed)
     if narrative_files:
         read = (
@@ -277,17 +293,15 @@ def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationF
             | "Group LN by image" >> beam.GroupByKey()
             | "Gather LN" >> beam.ParDo(GatherNarratives())
         )
-        candidates.append(select(gathered, RECORD, "LN candidates"))
+        candidates["LN"] = select(gathered, RECORD, "LN candidates")
         outcomes.extend([read, gathered])
 
-    processed = (
-        candidates
-        | "All candidates" >> beam.Flatten()
-        | "Spread" >> beam.Reshuffle()
-        | "Process images" >> beam.ParDo(ProcessImage(config.image_settings))
-    )
-    outcomes.append(processed)
-    records = select(processed, RECORD, "Records") | "Write records" >> WriteParquetShards(
+    rows = []  # not flattened: a local runner would hold a Flatten's inputs whole
+    for kind, found in candidates.items():
+        processed = found | f"Process {kind} images" >> beam.ParDo(ProcessImage(config.image_settings))
+        rows.append(select(processed, RECORD, f"{kind} records"))
+        outcomes.append(processed)
+    records = tuple(rows) | "Write records" >> WriteParquetShards(
         staging=staging,
         folder_of=relative_records_dir,
         schema=RECORD_SCHEMA,
@@ -302,7 +316,7 @@ def build(pipeline: beam.Pipeline, config: IngestConfig, files: list[AnnotationF
             letters, sort_key=lambda d: (d.split, d.location, d.stage, d.reason), to_json=lambda d: d.to_json()
         ),
     )
-    counts = select_all(outcomes, COUNT, "Counts") | "Write counts" >> WriteCounts(staging)
+    counts = tuple(outcomes) | "Write counts" >> WriteCounts(staging)
     join_sinks([records, dead, counts])
 
 
