@@ -122,7 +122,7 @@ def main() -> None:
             "model_load_s": round(load_seconds, 2),
             "bare_forward_captions_per_s": round(bare_rate, 1),
             "bare_forward_with_load_captions_per_s": round(len(texts) / with_load, 1),
-            "beam_runinference_captions_per_s": round(beam_rate, 1),
+            "pipeline_captions_per_s": round(beam_rate, 1),
             "ratio_end_to_end": round(beam_rate / bare_rate, 3),
             "ratio_vs_bare_with_load": round(beam_rate * with_load / len(texts), 3),
             "ratio_without_model_load": round(steady_rate / bare_rate, 3),

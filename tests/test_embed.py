@@ -1,4 +1,4 @@
-"""Caption embeddings: RunInference output equals a direct forward of the encoder, per source max length."""
+"""Caption embeddings: the pipeline's output equals a direct forward of the encoder, per source max length."""
 
 from __future__ import annotations
 
