@@ -11,11 +11,12 @@ Correct on any runner, whatever it does with bundles:
   sorted within it, and the number of shards of a folder follows its size (`shard_bytes`), so the same
   input gives byte-identical files and no worker ever holds more than about one shard.
 - A local runner keeps every PCollection that crosses a stage (a grouping, a Reshuffle, a Flatten of several
-  inputs) whole in memory, so nothing of per-record size crosses one. Rows do not travel through the
-  runner to their shard: each is appended to a spill file of its bundle under the staging folder where it
-  is made, and only a reference (file, offset, length, sort key, size) is grouped; a shard's writer reads
-  its rows back. The work is spread by small units that expand where they run (ingest: parts of a COCO
-  file; embed: row groups of the records), and counts are summed where they are made.
+  inputs) whole in memory, so no row crosses one (what does is small: references, summed counts, text
+  grouped by key). Rows do not travel through the runner to their shard: each is appended to a spill file
+  of its bundle under the staging folder where it is made, and only a reference (file, offset, length,
+  sort key, size) is grouped; a shard's writer reads its rows back. The work is spread by small units that
+  expand where they run (ingest: parts of a COCO file; embed: row groups of the records), and counts are
+  summed where they are made.
 - After the pipeline has finished, `publish` moves the staged outputs into place, each folder by one
   rename, and the step's completion marker (its counts or encoder.json) last: a step killed at any point
   leaves its previous outputs or none, never a half-written set under the final names.
