@@ -203,7 +203,7 @@ def test_real_features_are_cached_per_key(tmp_path):
     _, hit_other = cached_real_features(RealFeaturesKey(**{**key.__dict__, "data_version": "v2"}), tmp_path, compute)
     assert not hit_other and len(calls) == 2
     (path,) = (tmp_path / "real-features").glob(f"*{key.digest()}.npy")
-    assert isinstance(np.load(path, mmap_mode="r"), np.memmap)  # read from the file, not held
+    assert np.load(path, allow_pickle=False).tolist() == first.tolist()  # a plain .npy: no pickle to read it
     assert json.loads(path.with_suffix(".json").read_text())["data_version"] == "v1"
     second[0, 0] = -1.0  # copy-on-write: the cache file keeps its values
     assert cached_real_features(key, tmp_path, compute)[0][0, 0] == 0.0
@@ -212,8 +212,8 @@ def test_real_features_are_cached_per_key(tmp_path):
     with pytest.raises(ValueError, match="hold 3 rows, expected 4"):
         cached_real_features(wrong_count, tmp_path, compute)
     with pytest.raises(ValueError, match="must return the tensor allocate gave it"):
-        cached_real_features(RealFeaturesKey(**{**key.__dict__, "data_version": "v3"}), tmp_path,
-                             lambda allocate: allocate(3, 4).clone())  # fmt: skip
+        other = RealFeaturesKey(**{**key.__dict__, "data_version": "v3"})
+        cached_real_features(other, tmp_path, lambda allocate: allocate(3, 4).clone())
     assert not list((tmp_path / "real-features").glob("*.partial"))  # a failed computation leaves nothing
 
 

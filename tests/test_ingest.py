@@ -274,10 +274,8 @@ def test_any_number_of_coco_parts_gives_the_same_output(bad_run, tmp_path):
     corpus, out, summary, _ = bad_run
     for parts, workers in ((1, 1), (3, 2)):
         root = tmp_path / f"parts-{parts}"
-        coco = ingest(
-            corpus.root, root, sources=("coco",), image_size=32, shard_bytes=4096, coco_parts=parts,
-            local_workers=workers,
-        )  # fmt: skip
+        options = {"image_size": 32, "shard_bytes": 4096, "coco_parts": parts, "local_workers": workers}
+        coco = ingest(corpus.root, root, sources=("coco",), **options)
         assert coco["sources"]["coco"] == summary["sources"]["coco"]
         for folder in ("records/coco", "dead_letter/coco"):
             assert data_version(root / folder) == data_version(out / folder), (parts, folder)

@@ -310,21 +310,21 @@ def cached_real_features(key: RealFeaturesKey, cache_dir: Path, compute) -> tupl
     if not hit:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        arrays = []
+        mapped = []  # the file allocate opened
 
         def allocate(rows: int, dim: int) -> torch.Tensor:
-            arrays.append(np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, dim)))
-            return torch.from_numpy(arrays[-1])
+            mapped.append(np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, dim)))
+            return torch.from_numpy(mapped[-1])
 
         try:
             computed = compute(allocate)
-            if not arrays or computed.data_ptr() != arrays[-1].ctypes.data:
+            if not mapped or computed.data_ptr() != mapped[-1].ctypes.data:
                 raise ValueError("compute must return the tensor allocate gave it")
-            arrays[-1].flush()
+            mapped[-1].flush()
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        del computed, arrays
+        del computed, mapped
         path.with_suffix(".json").write_text(json.dumps(asdict(key), sort_keys=True) + "\n")
         partial.replace(path)
     features = torch.from_numpy(np.load(path, mmap_mode="c", allow_pickle=False))

@@ -152,7 +152,7 @@ def split_chunks(split_images: np.ndarray | SplitImages, rows: int):
 
 
 def streamed_features(
-    split_images, image_size: tuple[int, int], extractor, *, batch_size: int, allocate=None
+    split_images, image_size: tuple[int, int], extractor, *, batch_size: int, allocate=torch.empty
 ) -> torch.Tensor:
     """Features of every image of the split in order, read, resized and extracted a few feature batches at a
     time. Each chunk is a whole number of batches, so the extractor sees exactly the batches of one pass over
@@ -162,7 +162,7 @@ def streamed_features(
     for chunk in split_chunks(split_images, batch_size * REAL_CHUNK_BATCHES):
         part = extract_features(resize_all(chunk, image_size), extractor, batch_size=batch_size)
         if features is None:
-            features = (allocate or (lambda rows, dim: torch.empty(rows, dim)))(len(split_images), part.shape[1])
+            features = allocate(len(split_images), part.shape[1])
         features[done : done + len(part)] = part
         done += len(part)
     if features is None or done != len(split_images):

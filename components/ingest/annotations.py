@@ -249,6 +249,7 @@ def parse_coco(
     if shape:
         return refuse_file("schema", "not a COCO captions file: " + "; ".join(shape))
     counts[("files", "parsed")] = 1
+    kept = {image_id for image_id in images if keep(image_id)}  # asked once an image, not once a caption
 
     captions: dict[int, list[str]] = {}  # of the kept images
     captioned: set[int] = set()  # every image with a usable caption
@@ -282,7 +283,7 @@ def parse_coco(
                 )
             caption = clean_caption(annotation["caption"], max_chars=max_caption_chars)  # before the image gets a list
             captioned.add(image_id)
-            if keep(image_id):
+            if image_id in kept:
                 captions.setdefault(image_id, []).append(caption)
         except Rejected as rejected:
             counts[("annotations", "rejected")] += 1
