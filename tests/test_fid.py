@@ -211,8 +211,8 @@ def test_real_features_are_cached_per_key(tmp_path):
     path.rename(path.with_name(f"{PIXEL_STATS}-{wrong_count.digest()}.npy"))
     with pytest.raises(ValueError, match="hold 3 rows, expected 4"):
         cached_real_features(wrong_count, tmp_path, compute)
+    other = RealFeaturesKey(**{**key.__dict__, "data_version": "v3"})
     with pytest.raises(ValueError, match="must return the tensor allocate gave it"):
-        other = RealFeaturesKey(**{**key.__dict__, "data_version": "v3"})
         cached_real_features(other, tmp_path, lambda allocate: allocate(3, 4).clone())
     assert not list((tmp_path / "real-features").glob("*.partial"))  # a failed computation leaves nothing
 
