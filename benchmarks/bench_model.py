@@ -172,7 +172,7 @@ def build_bench(
     seed: int = 0,
 ) -> TrainingBench:
     """The preset's networks, loss and Adam optimisers as `train` builds them; batch and D steps
-    default to the preset's recipe. `bf16`: the loop's bf16 autocast (CUDA). `compile`: G and D
+    default to the preset's recipe. `bf16`: the loop's bf16 autocast (CUDA, or a CPU with AMX). `compile`: G and D
     compiled inside the loss, the optimisers on the plain modules, as `train` does."""
     device = device or torch.device("cpu")
     recipe = PRESETS[preset_name].recipe
@@ -266,6 +266,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: the preset's recipe")
     parser.add_argument("--d-steps", type=int, default=None, help="default: the preset's recipe")
     parser.add_argument("--profile", action="store_true", help="also time each part of an iteration on its own")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast (training's cpu_amp on AMX, amp on CUDA); bf16 baseline"
+    )
     parser.add_argument("--tokens", type=int, default=17, help="caption length in tokens (17 COCO, 64 LN)")
     parser.add_argument("--text-dim", type=int, default=384)
     parser.add_argument("--iterations", type=int, default=5)
@@ -278,13 +281,14 @@ def main() -> None:
     model_overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in parse_overrides(args.model).items()}
     bench = build_bench(args.preset, batch_size=args.batch, d_steps=args.d_steps, tokens=args.tokens,
                         text_dim=args.text_dim, model_overrides=model_overrides,
-                        loss_overrides=parse_overrides(args.loss))  # fmt: skip
+                        loss_overrides=parse_overrides(args.loss), bf16=args.bf16)  # fmt: skip
     flops = bench.step_flops()
     iteration_flops = flops["iteration"]
 
-    peak_before = matmul_peak()
+    matmul_dtype = torch.bfloat16 if args.bf16 else torch.float32
+    peak_before = matmul_peak(dtype=matmul_dtype)
     timed = bench.time_iterations(args.iterations)
-    peak = max(peak_before, matmul_peak())
+    peak = max(peak_before, matmul_peak(dtype=matmul_dtype))
     times, d_times, g_times = timed["iteration"], timed["discriminator step"], timed["generator step"]
 
     iteration = statistics.median(times)
@@ -303,7 +307,7 @@ def main() -> None:
     print(f"  time: D step {statistics.median(d_times):.3f} s  G step {statistics.median(g_times):.3f} s  "
           f"iteration {iteration:.3f} s (median of {args.iterations}; min {min(times):.3f} s)")  # fmt: skip
     print(f"  real images/s: {d_steps * b / iteration:.1f}  ({d_steps} fresh batches of {b} per iteration)")
-    print(f"  matmul peak (baseline, same run): {peak / 1e9:.1f} GFLOP/s")
+    print(f"  {'bf16' if args.bf16 else 'fp32'} matmul peak (baseline, same run): {peak / 1e9:.1f} GFLOP/s")
     print(f"  achieved: {achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.3f} x peak")
     if args.profile:
         parts = profile_parts(bench, args.iterations)
