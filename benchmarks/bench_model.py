@@ -172,8 +172,9 @@ def build_bench(
     seed: int = 0,
 ) -> TrainingBench:
     """The preset's networks, loss and Adam optimisers as `train` builds them; batch and D steps
-    default to the preset's recipe. `bf16`: the loop's bf16 autocast (CUDA, or a CPU with AMX). `compile`: G and D
-    compiled inside the loss, the optimisers on the plain modules, as `train` does."""
+    default to the preset's recipe. `bf16`: the loop's bf16 autocast (CUDA, or a CPU with AMX or
+    AVX512-BF16). `compile`: G and D compiled inside the loss, the optimisers on the plain modules, as
+    `train` does."""
     device = device or torch.device("cpu")
     recipe = PRESETS[preset_name].recipe
     model_config, loss_config = preset(preset_name, text_dim=text_dim, **(model_overrides or {}))
@@ -267,7 +268,9 @@ def main() -> None:
     parser.add_argument("--d-steps", type=int, default=None, help="default: the preset's recipe")
     parser.add_argument("--profile", action="store_true", help="also time each part of an iteration on its own")
     parser.add_argument(
-        "--bf16", action="store_true", help="bf16 autocast (training's cpu_amp on AMX, amp on CUDA); bf16 baseline"
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast (training's cpu_amp on a CPU with native bf16, amp on CUDA); bf16 baseline",
     )
     parser.add_argument("--tokens", type=int, default=17, help="caption length in tokens (17 COCO, 64 LN)")
     parser.add_argument("--text-dim", type=int, default=384)

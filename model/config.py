@@ -265,9 +265,10 @@ PRESETS: dict[str, Preset] = {
     # G's 4x4 map is drawn from the sentence and z (g_sentence_input), so the caption lays out the
     # scene from the first layer: caption accuracy at 75k images 0.316 -> 0.592 on seed 0 (one
     # machine), 0.49-0.59 on seeds 0-2; colour at its place 0.24-0.37 of "at" facts (README).
-    # 112,000 images: the time fp32 spends on 75,000 when training in bf16 on a CPU with AMX (params.yaml
-    # cpu_amp, 1.6x the images/s); seeds 0 and 1 end at caption accuracy 0.643 / 0.482, R-precision
-    # 0.226 / 0.184, FID 172 / 166, against 0.49-0.59, 0.133-0.198 and 169-190 for fp32 at 75,000 (README).
+    # 112,000 images: the time fp32 spends on 75,000 when training in bf16 on a CPU with native bf16
+    # (AMX or AVX512-BF16; params.yaml cpu_amp, 1.6x the images/s); seeds 0 and 1 end at caption
+    # accuracy 0.643 / 0.482, R-precision 0.226 / 0.184, FID 172 / 166, against 0.49-0.59, 0.133-0.198
+    # and 169-190 for fp32 at 75,000 (README).
     "cpu-32": Preset(
         ModelConfig(
             image_size=32,

@@ -327,24 +327,24 @@ def test_a_fixed_cpu_thread_count_gives_the_same_model_whatever_threads_the_mach
     assert same(runs["one"], runs["two-pinned"])
 
 
-def test_cpu_amp_trains_in_bf16_where_the_cpu_has_amx_and_in_fp32_elsewhere(
+def test_cpu_amp_trains_in_bf16_where_the_cpu_has_native_bf16_and_in_fp32_elsewhere(
     processed_demo, tmp_path, monkeypatch, caplog
 ):
     from model import training
 
-    def run(name: str, *, amx: bool, cpu_amp: bool) -> tuple[dict, dict]:
-        monkeypatch.setattr(training, "cpu_has_amx", lambda: amx)
+    def run(name: str, *, native_bf16: bool, cpu_amp: bool) -> tuple[dict, dict]:
+        monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native_bf16)
         summary = training.train(tiny_config(tmp_path / name, processed_demo, total_images=16, cpu_amp=cpu_amp))
         return summary, weights(list_checkpoints(tmp_path / name / "checkpoints")[-1])["generator"]
 
-    fp32, fp32_weights = run("fp32", amx=True, cpu_amp=False)
-    bf16, bf16_weights = run("bf16", amx=True, cpu_amp=True)
+    fp32, fp32_weights = run("fp32", native_bf16=True, cpu_amp=False)
+    bf16, bf16_weights = run("bf16", native_bf16=True, cpu_amp=True)
     with caplog.at_level("WARNING", logger="model.training"):
-        fallback, fallback_weights = run("no-amx", amx=False, cpu_amp=True)
+        fallback, fallback_weights = run("emulated-bf16", native_bf16=False, cpu_amp=True)
     assert (fp32["precision"], bf16["precision"], fallback["precision"]) == ("fp32", "bf16 autocast", "fp32")
     assert any(not torch.equal(bf16_weights[k], fp32_weights[k]) for k in fp32_weights)  # bf16 arithmetic ran
     assert all(torch.equal(fallback_weights[k], fp32_weights[k]) for k in fp32_weights)
-    assert "this CPU has no AMX" in caplog.text
+    assert "this CPU has neither AMX nor AVX512-BF16" in caplog.text
 
 
 @pytest.mark.slow
