@@ -337,12 +337,15 @@ def trains_in_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast on CUDA (`amp`) and on a CPU with native bf16 (`cpu_amp`); fp32 otherwise."""
     if device.type == "cuda":
         return config.amp
-    if config.cpu_amp and not cpu_has_native_bf16():
+    if not config.cpu_amp:
+        return False
+    if not cpu_has_native_bf16():
         log.warning(
             "cpu_amp: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated, many times slower"
             " than fp32; training in fp32"
         )
-    return config.cpu_amp and cpu_has_native_bf16()
+        return False
+    return True
 
 
 @contextlib.contextmanager

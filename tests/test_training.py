@@ -340,7 +340,7 @@ def test_cpu_amp_trains_in_bf16_where_the_cpu_has_native_bf16_and_in_fp32_elsewh
     fp32, fp32_weights = run("fp32", native_bf16=True, cpu_amp=False)
     bf16, bf16_weights = run("bf16", native_bf16=True, cpu_amp=True)
     with caplog.at_level("WARNING", logger="model.training"):
-        fallback, fallback_weights = run("emulated-bf16", native_bf16=False, cpu_amp=True)
+        fallback, fallback_weights = run("no-native-bf16", native_bf16=False, cpu_amp=True)
     assert (fp32["precision"], bf16["precision"], fallback["precision"]) == ("fp32", "bf16 autocast", "fp32")
     assert any(not torch.equal(bf16_weights[k], fp32_weights[k]) for k in fp32_weights)  # bf16 arithmetic ran
     assert all(torch.equal(fallback_weights[k], fp32_weights[k]) for k in fp32_weights)
