@@ -3,7 +3,7 @@ ablation of lambda (its STREAM redescription weight: 0 against the default), in 
 
 Each row trains its family's demo preset (cpu-32, mirrorgan-32: both 32x32) with its own recipe for
 the same number of real images (`--images`, mirrorgan-32's 48,000 by default; cpu-32's own budget is
-112,000), from the same data and seed; MirrorGAN's DAMSM and STREAM are pretrained first (params.yaml
+180,000), from the same data and seed; MirrorGAN's DAMSM and STREAM are pretrained first (params.yaml
 `pretrain` settings) and not counted in its training time. Every
 final EMA generator is scored by the evaluation step with one caption set, FID extractor and
 independent dual encoder, plus the MirrorGAN paper's DAMSM R-precision (the DAMSM the MirrorGAN
