@@ -25,7 +25,7 @@ and a breakdown of one request at 1 client from the server's own stage timings o
 liveness call (the transport's floor).
 
     python benchmarks/bench_serve.py [--requests 32] [--rounds 5] [--threads N] [--model-uri DIR]
-        [--server-args '--access-log true'] [--json OUT]
+        [--server-args '--access-log true'] [--server-env GOMP_SPINCOUNT=30000] [--json OUT]
 """
 
 from __future__ import annotations
@@ -141,11 +141,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model_uri: str, *, threads: int, extra: tuple[str, ...] = ()):
+    def __init__(self, model_uri: str, *, threads: int, extra: tuple[str, ...] = (), environment: dict | None = None):
         self.http_port, self.grpc_port = free_port(), free_port()
         command = [sys.executable, "-m", "components.serve", "--model-uri", model_uri, "--host", "127.0.0.1"]
         command += ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), *extra]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env = {**os.environ, **(environment or {}), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -333,9 +333,12 @@ def measure(args, model_uri: str) -> tuple[dict, dict]:
         results.setdefault(name, []).append(run)
 
     options = tuple(shlex.split(args.server_args))
+    environment = dict(item.split("=", 1) for item in args.server_env)
     servers = {
-        "batched": Server(model_uri, threads=args.threads, extra=options),
-        "unbatched": Server(model_uri, threads=args.threads, extra=(*options, "--max-batch-images", "1")),
+        "batched": Server(model_uri, threads=args.threads, extra=options, environment=environment),
+        "unbatched": Server(
+            model_uri, threads=args.threads, extra=(*options, "--max-batch-images", "1"), environment=environment
+        ),
     }
     server = servers["batched"]
     n = args.requests
@@ -441,8 +444,14 @@ def main() -> None:
     parser.add_argument(
         "--server-args", default="", help="more options of both servers, e.g. '--access-log true' (a line a request)"
     )
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE",
+        help="an environment variable of the servers only (not of the baseline), e.g. OMP_WAIT_POLICY=PASSIVE",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if bad := [item for item in args.server_env if "=" not in item]:
+        parser.error(f"--server-env expects NAME=VALUE, got {bad}")
     if args.threads != THREADS:
         parser.error("give the thread count as two words, --threads N (it is read before torch starts)")
     load_before = os.getloadavg()
@@ -456,6 +465,8 @@ def main() -> None:
         f"load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
         f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {os.cpu_count()} CPUs"
     )
+    if args.server_env:
+        print(f"servers' environment: {' '.join(args.server_env)}")
     report(table, extra)
     if args.json:
         args.json.write_text(json.dumps({"table": table, **extra, "load": [load_before, load_after]}, indent=1))
