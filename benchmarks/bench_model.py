@@ -37,7 +37,7 @@ from model.ema import ema_update
 from model.generator import Generator
 from model.objective import XMCGANLoss, pretrained_image_encoder
 from model.text_encoder import TextEmbedding
-from model.training import cpu_has_native_bf16, phase_step
+from model.training import NO_NATIVE_BF16, cpu_has_native_bf16, phase_step
 
 
 def synchronize(device: torch.device) -> None:
@@ -282,8 +282,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.bf16 and not cpu_has_native_bf16():
-        print("warning: this CPU has neither AMX nor AVX512-BF16: bf16 is emulated here, many times slower than fp32"
-              " (training's cpu_amp trains in fp32 on it)", file=sys.stderr)  # fmt: skip
+        print(f"warning: {NO_NATIVE_BF16} (training's cpu_amp trains in fp32 here)", file=sys.stderr)
     model_overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in parse_overrides(args.model).items()}
     bench = build_bench(args.preset, batch_size=args.batch, d_steps=args.d_steps, tokens=args.tokens,
                         text_dim=args.text_dim, model_overrides=model_overrides,

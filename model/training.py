@@ -333,6 +333,9 @@ def cpu_has_native_bf16() -> bool:
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
+NO_NATIVE_BF16 = "this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated, many times slower than fp32"
+
+
 def trains_in_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast on CUDA (`amp`) and on a CPU with native bf16 (`cpu_amp`); fp32 otherwise."""
     if device.type == "cuda":
@@ -340,10 +343,7 @@ def trains_in_bf16(config: TrainConfig, device: torch.device) -> bool:
     if not config.cpu_amp:
         return False
     if not cpu_has_native_bf16():
-        log.warning(
-            "cpu_amp: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated, many times slower"
-            " than fp32; training in fp32"
-        )
+        log.warning("cpu_amp: %s; training in fp32", NO_NATIVE_BF16)
         return False
     return True
 
